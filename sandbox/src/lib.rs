@@ -1,0 +1,2 @@
+//! A local Kubernetes API simulation whose pods run real software.
+pub mod runtime;

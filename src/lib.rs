@@ -1,0 +1,1 @@
+//! kleidia: safe upgrades, backups and rollbacks for Kleidia deployments.
