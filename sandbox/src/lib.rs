@@ -1,2 +1,5 @@
 //! A local Kubernetes API simulation whose pods run real software.
+
 pub mod runtime;
+pub mod state;
+pub mod subresources;
