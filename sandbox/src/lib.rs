@@ -1,5 +1,6 @@
 //! A local Kubernetes API simulation whose pods run real software.
 
 pub mod runtime;
+pub mod runtimes;
 pub mod state;
 pub mod subresources;
