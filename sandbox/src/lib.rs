@@ -5,6 +5,7 @@ pub mod error;
 pub mod faults;
 pub mod registry;
 pub mod runtime;
+pub mod runtimes;
 pub mod selector;
 pub mod state;
 pub mod store;
