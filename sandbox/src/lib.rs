@@ -4,6 +4,7 @@ pub mod authz;
 pub mod error;
 pub mod faults;
 pub mod patch;
+pub mod proto;
 pub mod registry;
 pub mod runtime;
 pub mod runtimes;
