@@ -1,7 +1,9 @@
 //! A local Kubernetes API simulation whose pods run real software.
 
 pub mod authz;
+pub mod controllers;
 pub mod error;
+pub mod events;
 pub mod faults;
 pub mod patch;
 pub mod proto;
