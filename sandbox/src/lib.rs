@@ -5,6 +5,7 @@ pub mod controllers;
 pub mod error;
 pub mod events;
 pub mod faults;
+pub mod openapi;
 pub mod patch;
 pub mod proto;
 pub mod registry;
