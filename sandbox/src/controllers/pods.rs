@@ -645,7 +645,7 @@ impl ContainerDriver {
         if let Some(dir) = self.c.log_path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let _ = std::fs::create_dir_all(&self.c.root);
+        let _ = crate::runtimes::shell::prepare_root(&self.c.root);
 
         if tag.contains("broken") {
             let mut backoff = Duration::from_secs(1);
