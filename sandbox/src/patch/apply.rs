@@ -539,16 +539,29 @@ fn list_type_of(kind: &str, names: &[String]) -> ListType {
     list_type(kind, &names)
 }
 
-/// `k:{"name":"x"}` for an item of a keyed list: the key fields present in
-/// the item, sorted by name.
+/// The value the API server defaults a missing list key to: a port's
+/// `protocol` is `TCP`. Without it an applied `{port: 80}` would not match
+/// the stored (defaulted) `{port: 80, protocol: TCP}` and the list would
+/// grow a duplicate.
+fn key_default(key: &str) -> Option<Value> {
+    (key == "protocol").then(|| json!("TCP"))
+}
+
+/// `k:{"name":"x"}` for an item of a keyed list: the key fields of the
+/// item (defaulted where the server defaults them), sorted by name.
 fn key_element(item: &Value, keys: &[&str]) -> Option<String> {
-    let mut present: Vec<(&str, &Value)> = keys
-        .iter()
-        .filter_map(|k| item.get(*k).map(|v| (*k, v)))
-        .collect();
-    if present.is_empty() {
+    if !keys.iter().any(|k| item.get(*k).is_some()) {
         return None;
     }
+    let mut present: Vec<(&str, Value)> = keys
+        .iter()
+        .filter_map(|k| {
+            item.get(*k)
+                .cloned()
+                .or_else(|| key_default(k))
+                .map(|v| (*k, v))
+        })
+        .collect();
     present.sort_by_key(|(k, _)| *k);
     let body: Vec<String> = present
         .iter()
@@ -776,8 +789,12 @@ fn find_item(items: &[Value], element: &str) -> Option<usize> {
     }
     let key: Map<String, Value> = serde_json::from_str(element.strip_prefix("k:")?).ok()?;
     items.iter().position(|item| {
-        key.iter()
-            .all(|(k, v)| item.get(k).is_some_and(|x| json_eq(x, v)))
+        key.iter().all(|(k, v)| {
+            item.get(k)
+                .cloned()
+                .or_else(|| key_default(k))
+                .is_some_and(|x| json_eq(&x, v))
+        })
     })
 }
 
@@ -910,7 +927,7 @@ mod tests {
                         "f:metadata": {"f:labels": {"f:app": {}}},
                         "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {
                             ".": {}, "f:image": {}, "f:name": {},
-                            "f:ports": {"k:{\"containerPort\":80}": {".": {}, "f:containerPort": {}}}
+                            "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}
                         }}}
                     }
                 }
@@ -1072,6 +1089,35 @@ mod tests {
             out["spec"]["template"]["spec"]["containers"],
             json!([{"name":"app","image":"app:2","env":[{"name":"DEBUG","value":"1"}]}])
         );
+    }
+
+    /// The stored object has the server's defaults (a port's protocol);
+    /// the next apply without them must merge into the same item.
+    #[test]
+    fn port_keys_match_the_defaulted_protocol() {
+        let svc = |ports: Value| json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":ports}});
+        let applied = svc(json!([{"port":80,"targetPort":8080}]));
+        let mut live = server_side_apply(None, &applied, "helm", false, T1).unwrap();
+        assert_eq!(
+            entry(&live, "helm").unwrap()["fieldsV1"]["f:spec"]["f:ports"],
+            json!({"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}, "f:targetPort": {}}})
+        );
+        live["spec"]["ports"][0]["protocol"] = json!("TCP");
+        let out = server_side_apply(
+            Some(&live),
+            &svc(json!([{"port":80,"targetPort":9090}])),
+            "helm",
+            false,
+            T2,
+        )
+        .unwrap();
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([{"port":80,"protocol":"TCP","targetPort":9090}])
+        );
+        let out =
+            server_side_apply(Some(&out), &svc(json!([{"port":81}])), "helm", false, T2).unwrap();
+        assert_eq!(out["spec"]["ports"], json!([{"port":81}]));
     }
 
     #[test]
