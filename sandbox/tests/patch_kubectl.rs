@@ -378,3 +378,50 @@ fn openapi_documents_answer_kubectl() {
     let v2: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
     assert_eq!(v2["swagger"], "2.0");
 }
+
+/// `kubectl apply --server-side` over an object kubectl applied client-side
+/// first moves the client-side ownership to its server-side manager (by
+/// patching managedFields), so fields dropped from the file are pruned.
+#[test]
+fn server_side_apply_takes_over_client_side_apply() {
+    let sb = sandbox();
+    let k = Kubectl::new(&sb);
+    let both = k.file(
+        "both.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: moved, namespace: kleidia}\ndata: {a: \"1\", b: \"2\"}\n",
+    );
+    k.quiet(&["apply", "-f", &both]);
+    let cm = k.json(&[
+        "-n",
+        "kleidia",
+        "get",
+        "configmap",
+        "moved",
+        "--show-managed-fields",
+    ]);
+    assert_eq!(
+        managers(&cm),
+        [(
+            "kubectl-client-side-apply".to_string(),
+            "Update".to_string()
+        )]
+    );
+    let only_a = k.file(
+        "only-a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: moved, namespace: kleidia}\ndata: {a: \"1\"}\n",
+    );
+    k.quiet(&["apply", "--server-side", "-f", &only_a]);
+    let cm = k.json(&[
+        "-n",
+        "kleidia",
+        "get",
+        "configmap",
+        "moved",
+        "--show-managed-fields",
+    ]);
+    assert_eq!(cm["data"], serde_json::json!({"a": "1"}));
+    assert_eq!(
+        entry(&cm, "kubectl")["fieldsV1"]["f:data"],
+        serde_json::json!({"f:a": {}})
+    );
+}

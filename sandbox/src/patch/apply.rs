@@ -270,9 +270,17 @@ pub fn record_update(old: Option<&Value>, new: &Value, manager: &str, now: &str)
         .or_else(|| old.and_then(|o| o["apiVersion"].as_str()))
         .unwrap_or("")
         .to_string();
-    let mut entries = match old {
-        Some(old) => entries_of(old),
-        None => entries_of(new),
+    // The stored entries, unless the write itself changed managedFields:
+    // a client may rewrite them (kubectl does when it moves an object from
+    // client-side to server-side apply) or clear them with `[]`.
+    let sent = new["metadata"].get("managedFields");
+    let mut entries = match (old, sent) {
+        (_, Some(Value::Array(list))) if list.is_empty() => Vec::new(),
+        (Some(old), Some(sent)) if old["metadata"].get("managedFields") != Some(sent) => {
+            entries_of(new)
+        }
+        (Some(old), _) => entries_of(old),
+        (None, _) => entries_of(new),
     };
     let mut result = new.clone();
     strip_managed_fields(&mut result);
@@ -1177,6 +1185,36 @@ mod tests {
             json!({"f:data":{".":{},"f:a":{}}})
         );
         assert!(entry(&out, "controller").is_none(), "nothing changed hands");
+    }
+
+    #[test]
+    fn record_update_honours_rewritten_or_cleared_managed_fields() {
+        let live = server_side_apply(None, &cm(json!({"a":"1"})), "alpha", false, T1).unwrap();
+        // A client renames the manager in managedFields (as kubectl does
+        // when migrating client-side apply ownership).
+        let mut rewritten = live.clone();
+        rewritten["metadata"]["managedFields"][0]["manager"] = json!("beta");
+        let out = record_update(Some(&live), &rewritten, "kubectl-patch", T2);
+        assert_eq!(managers(&out), ["beta"]);
+        // `[]` clears them; only this write's changes remain.
+        let mut cleared = out.clone();
+        cleared["metadata"]["managedFields"] = json!([]);
+        cleared["data"]["b"] = json!("2");
+        let out = record_update(Some(&out), &cleared, "editor", T2);
+        assert_eq!(managers(&out), ["editor"]);
+        assert_eq!(
+            entry(&out, "editor").unwrap()["fieldsV1"],
+            json!({"f:data":{"f:b":{}}})
+        );
+    }
+
+    fn managers(obj: &Value) -> Vec<String> {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["manager"].as_str().unwrap().to_string())
+            .collect()
     }
 
     #[test]
