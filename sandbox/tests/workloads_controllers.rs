@@ -441,3 +441,39 @@ async fn job_runs_its_command_to_completion() {
         "file written inside the container root"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_to_completion_before_the_app() {
+    let c = Cluster::start();
+    c.create(
+        &registry::PODS,
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "app", "namespace": "kleidia"},
+            "spec": {
+                "initContainers": [{"name": "migrate", "image": "busybox:1.36",
+                    // Fails once, then succeeds: a retried init container.
+                    "command": ["sh", "-c", "echo migrating; test -f /tmp/ok || { touch /tmp/ok; exit 1; }"]}],
+                "containers": [{"name": "app", "image": "busybox:1.36"}],
+            },
+        }),
+    );
+    let p = c
+        .until("the pod to be ready after its init container", |c| {
+            let p = c.get(&registry::PODS, "app")?;
+            condition(&p, "Ready")
+                .is_some_and(|r| r["status"] == "True")
+                .then_some(p)
+        })
+        .await;
+    assert_eq!(condition(&p, "Initialized").unwrap()["status"], "True");
+    let init = &p["status"]["initContainerStatuses"][0];
+    assert_eq!(init["restartCount"], 1, "{init:#}");
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(init["lastState"]["terminated"]["exitCode"], 1);
+    let cref = kleidia_sandbox::controllers::pods::container_ref(&c.shared, &p, "migrate").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&cref.log_path).unwrap(),
+        "migrating\nmigrating\n"
+    );
+}
