@@ -515,6 +515,16 @@ async fn run_pod(shared: Arc<Shared>, pod: Value, ip: String, cancel: Cancellati
     for (c, rt, _) in &containers {
         rt.stop(c).await;
     }
+    // emptyDir volumes go with the pod.
+    let _ = std::fs::remove_dir_all(
+        shared
+            .options
+            .data_dir
+            .join("emptydir")
+            .join(&ns)
+            .join(&pname)
+            .join(uid(&pod)),
+    );
 }
 
 fn set_init_status(
@@ -610,6 +620,7 @@ async fn run_init_containers(
             continue;
         };
         let _ = crate::runtimes::shell::prepare_root(&c.root);
+        super::volumes::project(shared, pod, spec, &c.root);
         if let Some(dir) = c.log_path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -866,6 +877,7 @@ impl ContainerDriver {
             let _ = std::fs::create_dir_all(dir);
         }
         let _ = crate::runtimes::shell::prepare_root(&self.c.root);
+        super::volumes::project(&self.shared, &self.pod, &self.spec, &self.c.root);
 
         if tag.contains("broken") {
             let mut backoff = Duration::from_secs(1);
