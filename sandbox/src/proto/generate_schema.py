@@ -2,9 +2,11 @@
 """Generates schema.rs (the message table the generic protobuf decoder walks)
 from Kubernetes' generated.proto files.
 
-Usage: generate_schema.py ROOT_MESSAGE... -- FILE.proto... > schema.rs
+Usage: generate_schema.py ROOT_MESSAGE... -- FILE.proto... [-- PACKAGE=types.go...] > schema.rs
 
-Only messages reachable from the roots are emitted.
+Only messages reachable from the roots are emitted. The optional Go type
+files (e.g. k8s.io.api.core.v1=core/v1/types.go) mark the fields a JSON
+client omits when zero: non-pointer scalars tagged `omitempty`.
 """
 import re
 import sys
@@ -12,6 +14,22 @@ import sys
 args = sys.argv[1:]
 sep = args.index("--")
 roots, files = args[:sep], args[sep + 1:]
+type_files = []
+if "--" in files:
+    sep = files.index("--")
+    files, type_files = files[:sep], files[sep + 1:]
+
+# (package.Struct, json name) of non-pointer fields tagged omitempty.
+omit_zero = set()
+go_field_re = re.compile(r'^\s+\w+\s+(\S+)\s+`json:"(\w+),omitempty"')
+for pair in type_files:
+    package, path = pair.split("=", 1)
+    text = open(path).read()
+    for m in re.finditer(r"^type\s+(\w+)\s+struct\s*\{(.*?)^\}", text, re.M | re.S):
+        for line in m.group(2).splitlines():
+            f = go_field_re.match(line)
+            if f and not f.group(1).startswith(("*", "[]", "map[")):
+                omit_zero.add((f"{package}.{m.group(1)}", f.group(2)))
 
 messages = {}
 field_re = re.compile(
@@ -78,8 +96,9 @@ for name in sorted(reachable):
         if label == "map":
             if t != "string":
                 sys.exit(f"map key {t} in {name}")
-            print(f'        Field {{ number: {num}, json: "{fname}", ty: {ty(v)}, repeated: false, map: true }},')
+            print(f'        Field {{ number: {num}, json: "{fname}", ty: {ty(v)}, repeated: false, map: true, omit_zero: false }},')
         else:
-            print(f'        Field {{ number: {num}, json: "{fname}", ty: {ty(t)}, repeated: {"true" if label == "repeated" else "false"}, map: false }},')
+            omit = "true" if (name, fname) in omit_zero and t in SCALARS else "false"
+            print(f'        Field {{ number: {num}, json: "{fname}", ty: {ty(t)}, repeated: {"true" if label == "repeated" else "false"}, map: false, omit_zero: {omit} }},')
     print("    ] },")
 print("];")

@@ -3,9 +3,10 @@
 //! table in `schema.rs` (generated from Kubernetes' `generated.proto`).
 //!
 //! Go writes every non-pointer field, so the wire carries zero values a
-//! JSON client would omit; empty strings and zero timestamps are dropped
-//! (they mean "unset" everywhere in the API), other zero values are kept
-//! (they equal the defaults, and `replicas: 0` must survive).
+//! JSON client would omit; empty strings, zero timestamps and zero scalars
+//! of non-pointer `omitempty` fields (marked in the table from the Go
+//! types) are dropped. Pointer fields are only written when set, so their
+//! zeros (`replicas: 0`) survive.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -28,6 +29,9 @@ pub(super) struct Field {
     pub repeated: bool,
     /// `map<string, ty>`.
     pub map: bool,
+    /// A non-pointer Go scalar tagged `omitempty`: JSON clients leave it
+    /// out when zero, Go's protobuf writes it anyway.
+    pub omit_zero: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -185,7 +189,9 @@ pub(super) fn decode(name: &str, bytes: &[u8]) -> Result<Option<Value>, WireErro
                 items.extend(values);
             }
         } else if let Some(value) = single_value(wire, field.ty)? {
-            if value.as_str() == Some("") {
+            let zero = value.as_str() == Some("")
+                || (field.omit_zero && (value == json!(0) || value == json!(false)));
+            if zero {
                 out.remove(field.json);
             } else {
                 out.insert(field.json.to_string(), value);

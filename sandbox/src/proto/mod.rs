@@ -12,8 +12,9 @@
 //! `create job`, `create service`... send protobuf too) by a generic decoder
 //! walking a message table generated from the same `generated.proto` files
 //! (k8s.io/api, k8s.io/apimachinery meta/v1, runtime, resource, intstr):
-//! regenerate `schema.rs` with
-//! `generate_schema.py <root messages> -- <generated.proto files>`.
+//! regenerate `schema.rs` with `generate_schema.py <registered kinds'
+//! messages> -- <generated.proto files> -- <package>=<types.go>...` (the Go
+//! types tell which zero values JSON clients omit).
 
 mod generic;
 mod schema;
@@ -833,9 +834,7 @@ mod tests {
                             "resources": {"limits": {"cpu": "500m"}}
                         }]}
                     },
-                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}},
-                    "minReadySeconds": 0,
-                    "paused": false
+                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}}
                 }
             })
         );

@@ -13,6 +13,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -20,6 +21,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.runtime.RawExtension"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -27,6 +29,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -39,6 +42,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -46,6 +50,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.DaemonSetSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -53,6 +58,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.DaemonSetStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -65,6 +71,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -72,6 +79,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -79,6 +87,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -86,6 +95,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -93,6 +103,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -105,6 +116,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -112,6 +124,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodTemplateSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -119,6 +132,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.DaemonSetUpdateStrategy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -126,6 +140,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -133,6 +148,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -145,6 +161,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -152,6 +169,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -159,6 +177,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -166,6 +185,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -173,6 +193,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -180,6 +201,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -187,6 +209,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 8,
@@ -194,6 +217,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 9,
@@ -201,6 +225,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -208,6 +233,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.DaemonSetCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -220,6 +246,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -227,6 +254,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.RollingUpdateDaemonSet"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -239,6 +267,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -246,6 +275,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.DeploymentSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -253,6 +283,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.DeploymentStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -265,6 +296,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -272,6 +304,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -279,6 +312,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -286,6 +320,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -293,6 +328,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -300,6 +336,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -312,6 +349,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -319,6 +357,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -326,6 +365,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodTemplateSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -333,6 +373,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.DeploymentStrategy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -340,6 +381,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -347,6 +389,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -354,6 +397,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 9,
@@ -361,6 +405,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -373,6 +418,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -380,6 +426,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -387,6 +434,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -394,6 +442,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -401,6 +450,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -408,6 +458,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.DeploymentCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -415,6 +466,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 8,
@@ -422,6 +474,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -429,6 +482,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -441,6 +495,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -448,6 +503,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.RollingUpdateDeployment"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -460,6 +516,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -467,6 +524,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.ReplicaSetSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -474,6 +532,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.ReplicaSetStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -486,6 +545,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -493,6 +553,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -500,6 +561,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -507,6 +569,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -514,6 +577,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -526,6 +590,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -533,6 +598,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -540,6 +606,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodTemplateSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -547,6 +614,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -559,6 +627,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -566,6 +635,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -573,6 +643,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -580,6 +651,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -587,6 +659,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -594,6 +667,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.ReplicaSetCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -601,6 +675,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -613,6 +688,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -620,6 +696,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -632,6 +709,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -639,6 +717,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -651,6 +730,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -658,6 +738,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -670,6 +751,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -677,6 +759,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.StatefulSetSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -684,6 +767,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.StatefulSetStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -696,6 +780,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -703,6 +788,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -710,6 +796,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -717,6 +804,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -724,6 +812,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -735,6 +824,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::I32,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -746,6 +836,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -753,6 +844,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -765,6 +857,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -772,6 +865,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -779,6 +873,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodTemplateSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -786,6 +881,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PersistentVolumeClaim"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -793,6 +889,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -800,6 +897,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -807,6 +905,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.StatefulSetUpdateStrategy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -814,6 +913,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -821,6 +921,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 10,
@@ -828,6 +929,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -835,6 +937,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.StatefulSetOrdinals"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -847,6 +950,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -854,6 +958,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -861,6 +966,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -868,6 +974,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -875,6 +982,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -882,6 +990,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -889,6 +998,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 9,
@@ -896,6 +1006,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -903,6 +1014,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.StatefulSetCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -910,6 +1022,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -922,6 +1035,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -929,6 +1043,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -941,6 +1056,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -948,6 +1064,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -960,6 +1077,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -967,6 +1085,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -979,6 +1098,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -986,6 +1106,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -998,6 +1119,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1005,6 +1127,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1017,6 +1140,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -1024,6 +1148,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -1031,6 +1156,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -1038,6 +1164,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -1045,6 +1172,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -1052,6 +1180,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -1059,6 +1188,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 8,
@@ -1066,6 +1196,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.authorization.v1.FieldSelectorAttributes"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -1073,6 +1204,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.authorization.v1.LabelSelectorAttributes"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1085,6 +1217,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1092,6 +1225,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1099,6 +1233,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -1106,6 +1241,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1118,6 +1254,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1125,6 +1262,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1132,6 +1270,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.authorization.v1.SubjectAccessReviewStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1144,6 +1283,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.authorization.v1.ResourceAttributes"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1151,6 +1291,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.authorization.v1.NonResourceAttributes"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1163,6 +1304,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1170,6 +1312,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1177,6 +1320,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.authorization.v1.SubjectRulesReviewStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1188,6 +1332,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: true,
         }],
     },
     Message {
@@ -1199,6 +1344,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1206,6 +1352,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -1213,6 +1360,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -1220,6 +1368,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -1232,6 +1381,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.authorization.v1.ResourceRule"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1239,6 +1389,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.authorization.v1.NonResourceRule"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1246,6 +1397,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -1253,6 +1405,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -1265,6 +1418,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1272,6 +1426,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.CronJobSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1279,6 +1434,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.CronJobStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1291,6 +1447,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1298,6 +1455,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1305,6 +1463,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -1312,6 +1471,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -1319,6 +1479,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.JobTemplateSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -1326,6 +1487,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -1333,6 +1495,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -1340,6 +1503,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1352,6 +1516,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectReference"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -1359,6 +1524,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -1366,6 +1532,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1378,6 +1545,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1385,6 +1553,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.JobSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1392,6 +1561,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.JobStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1404,6 +1574,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1411,6 +1582,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1418,6 +1590,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -1425,6 +1598,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -1432,6 +1606,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -1439,6 +1614,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -1451,6 +1627,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.scheduling.v1alpha3.WorkloadPodGroupSchedulingPolicy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1458,6 +1635,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.scheduling.v1alpha3.WorkloadPodGroupSchedulingConstraints"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1465,6 +1643,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.scheduling.v1alpha3.WorkloadPodGroupDisruptionMode"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -1472,6 +1651,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.scheduling.v1alpha3.WorkloadPodGroupResourceClaim"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1484,6 +1664,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1491,6 +1672,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1498,6 +1680,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -1505,6 +1688,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -1512,6 +1696,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -1519,6 +1704,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodTemplateSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -1526,6 +1712,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -1533,6 +1720,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -1540,6 +1728,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -1547,6 +1736,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -1554,6 +1744,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.PodFailurePolicy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -1561,6 +1752,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -1568,6 +1760,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 14,
@@ -1575,6 +1768,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 15,
@@ -1582,6 +1776,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 16,
@@ -1589,6 +1784,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.SuccessPolicy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 17,
@@ -1596,6 +1792,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.JobSchedulingConfiguration"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1608,6 +1805,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.JobCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1615,6 +1813,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1622,6 +1821,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -1629,6 +1829,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -1636,6 +1837,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -1643,6 +1845,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -1650,6 +1853,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 8,
@@ -1657,6 +1861,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.UncountedTerminatedPods"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -1664,6 +1869,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -1671,6 +1877,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -1678,6 +1885,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1690,6 +1898,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1697,6 +1906,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.JobSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1708,6 +1918,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.batch.v1.PodFailurePolicyRule"),
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -1719,6 +1930,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1726,6 +1938,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1733,6 +1946,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1745,6 +1959,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1752,6 +1967,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1764,6 +1980,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1771,6 +1988,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.PodFailurePolicyOnExitCodesRequirement"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1778,6 +1996,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.batch.v1.PodFailurePolicyOnPodConditionsPattern"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1789,6 +2008,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.batch.v1.SuccessPolicyRule"),
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -1800,6 +2020,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1807,6 +2028,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1819,6 +2041,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1826,6 +2049,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1838,6 +2062,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1845,6 +2070,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.coordination.v1.LeaseSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1857,6 +2083,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1864,6 +2091,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1871,6 +2099,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -1878,6 +2107,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -1885,6 +2115,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -1892,6 +2123,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -1899,6 +2131,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1911,6 +2144,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1918,6 +2152,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -1925,6 +2160,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -1932,6 +2168,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -1944,6 +2181,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeAffinity"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1951,6 +2189,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodAffinity"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -1958,6 +2197,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodAntiAffinity"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1970,6 +2210,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1977,6 +2218,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -1989,6 +2231,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -1996,6 +2239,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2008,6 +2252,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2015,6 +2260,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2022,6 +2268,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -2029,6 +2276,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -2036,6 +2284,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -2043,6 +2292,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2055,6 +2305,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2062,6 +2313,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2069,6 +2321,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -2076,6 +2329,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2088,6 +2342,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2095,6 +2350,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2102,6 +2358,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -2114,6 +2371,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2121,6 +2379,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2128,6 +2387,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -2135,6 +2395,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -2142,6 +2403,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -2149,6 +2411,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -2156,6 +2419,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -2163,6 +2427,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -2170,6 +2435,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -2177,6 +2443,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2189,6 +2456,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2196,6 +2464,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2203,6 +2472,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -2210,6 +2480,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -2217,6 +2488,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2229,6 +2501,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2236,6 +2509,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2248,6 +2522,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2255,6 +2530,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -2262,6 +2538,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -2269,6 +2546,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -2276,6 +2554,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -2283,6 +2562,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -2295,6 +2575,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2302,6 +2583,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -2309,6 +2591,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -2316,6 +2599,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -2323,6 +2607,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -2330,6 +2615,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -2342,6 +2628,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2349,6 +2636,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -2356,6 +2644,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -2363,6 +2652,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2375,6 +2665,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2382,6 +2673,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -2389,6 +2681,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -2396,6 +2689,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2407,6 +2701,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::I32,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -2418,6 +2713,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2425,6 +2721,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2432,6 +2729,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -2439,6 +2737,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -2446,6 +2745,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -2453,6 +2753,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2465,6 +2766,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2472,6 +2774,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2479,6 +2782,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bytes,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -2486,6 +2790,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2498,6 +2803,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2505,6 +2811,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2517,6 +2824,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2524,6 +2832,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2531,6 +2840,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2543,6 +2853,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2550,6 +2861,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2557,6 +2869,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -2564,6 +2877,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -2571,6 +2885,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2583,6 +2898,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2590,6 +2906,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.KeyToPath"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -2597,6 +2914,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2609,6 +2927,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2616,6 +2935,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.KeyToPath"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2623,6 +2943,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -2630,6 +2951,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -2637,6 +2959,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2649,6 +2972,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2656,6 +2980,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -2663,6 +2988,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -2670,6 +2996,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -2677,6 +3004,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -2684,6 +3012,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerPort"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -2691,6 +3020,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EnvVar"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -2698,6 +3028,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ResourceRequirements"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -2705,6 +3036,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeMount"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -2712,6 +3044,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Probe"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -2719,6 +3052,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Probe"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -2726,6 +3060,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Lifecycle"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -2733,6 +3068,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 14,
@@ -2740,6 +3076,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 15,
@@ -2747,6 +3084,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecurityContext"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 16,
@@ -2754,6 +3092,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 17,
@@ -2761,6 +3100,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 18,
@@ -2768,6 +3108,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 19,
@@ -2775,6 +3116,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EnvFromSource"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 20,
@@ -2782,6 +3124,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 21,
@@ -2789,6 +3132,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeDevice"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 22,
@@ -2796,6 +3140,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Probe"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 23,
@@ -2803,6 +3148,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerResizePolicy"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 24,
@@ -2810,6 +3156,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 25,
@@ -2817,6 +3164,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerRestartRule"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2829,6 +3177,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2836,6 +3185,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2843,6 +3193,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2855,6 +3206,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2862,6 +3214,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -2874,6 +3227,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -2881,6 +3235,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -2888,6 +3243,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -2895,6 +3251,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -2902,6 +3259,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -2914,6 +3272,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2921,6 +3280,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2933,6 +3293,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -2940,6 +3301,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerRestartRuleOnExitCodes"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2952,6 +3314,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -2959,6 +3322,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2971,6 +3335,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerStateWaiting"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -2978,6 +3343,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerStateRunning"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -2985,6 +3351,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerStateTerminated"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -2996,6 +3363,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -3007,6 +3375,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3014,6 +3383,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -3021,6 +3391,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -3028,6 +3399,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -3035,6 +3407,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -3042,6 +3415,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -3049,6 +3423,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -3061,6 +3436,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -3068,6 +3444,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -3080,6 +3457,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3087,6 +3465,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerState"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3094,6 +3473,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerState"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -3101,6 +3481,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -3108,6 +3489,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -3115,6 +3497,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -3122,6 +3505,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -3129,6 +3513,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 9,
@@ -3136,6 +3521,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -3143,6 +3529,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -3150,6 +3537,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ResourceRequirements"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -3157,6 +3545,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeMountStatus"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -3164,6 +3553,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerUser"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 14,
@@ -3171,6 +3561,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ResourceStatus"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 15,
@@ -3178,6 +3569,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3189,6 +3581,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.LinuxContainerUser"),
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -3199,6 +3592,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::I32,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -3209,6 +3603,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.DownwardAPIVolumeFile"),
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -3220,6 +3615,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3227,6 +3623,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectFieldSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3234,6 +3631,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ResourceFieldSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -3241,6 +3639,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -3248,6 +3647,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3260,6 +3660,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.DownwardAPIVolumeFile"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3267,6 +3668,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3274,6 +3676,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3286,6 +3689,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -3293,6 +3697,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3300,6 +3705,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3312,6 +3718,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3319,6 +3726,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3326,6 +3734,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -3333,6 +3742,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3345,6 +3755,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -3352,6 +3763,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3359,6 +3771,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -3366,6 +3779,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3378,6 +3792,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EndpointAddress"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3385,6 +3800,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EndpointAddress"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3392,6 +3808,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EndpointPort"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3404,6 +3821,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3411,6 +3829,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EndpointSubset"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3423,6 +3842,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -3430,6 +3850,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ConfigMapEnvSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3437,6 +3858,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretEnvSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3449,6 +3871,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3456,6 +3879,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -3463,6 +3887,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EnvVarSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3475,6 +3900,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectFieldSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3482,6 +3908,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ResourceFieldSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3489,6 +3916,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ConfigMapKeySelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -3496,6 +3924,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretKeySelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -3503,6 +3932,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.FileKeySelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3515,6 +3945,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EphemeralContainerCommon"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3522,6 +3953,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -3534,6 +3966,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3541,6 +3974,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -3548,6 +3982,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -3555,6 +3990,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -3562,6 +3998,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -3569,6 +4006,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerPort"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -3576,6 +4014,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EnvVar"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -3583,6 +4022,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ResourceRequirements"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -3590,6 +4030,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeMount"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -3597,6 +4038,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Probe"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -3604,6 +4046,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Probe"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -3611,6 +4054,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Lifecycle"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -3618,6 +4062,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 14,
@@ -3625,6 +4070,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 15,
@@ -3632,6 +4078,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecurityContext"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 16,
@@ -3639,6 +4086,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 17,
@@ -3646,6 +4094,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 18,
@@ -3653,6 +4102,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 19,
@@ -3660,6 +4110,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EnvFromSource"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 20,
@@ -3667,6 +4118,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 21,
@@ -3674,6 +4126,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeDevice"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 22,
@@ -3681,6 +4134,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Probe"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 23,
@@ -3688,6 +4142,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerResizePolicy"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 24,
@@ -3695,6 +4150,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 25,
@@ -3702,6 +4158,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerRestartRule"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3713,6 +4170,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.PersistentVolumeClaimTemplate"),
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -3724,6 +4182,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3731,6 +4190,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3738,6 +4198,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -3745,6 +4206,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -3752,6 +4214,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EventSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -3759,6 +4222,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -3766,6 +4230,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -3773,6 +4238,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 9,
@@ -3780,6 +4246,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 10,
@@ -3787,6 +4254,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -3794,6 +4262,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EventSeries"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -3801,6 +4270,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 13,
@@ -3808,6 +4278,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 14,
@@ -3815,6 +4286,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 15,
@@ -3822,6 +4294,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3834,6 +4307,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -3841,6 +4315,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3853,6 +4328,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -3860,6 +4336,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -3872,6 +4349,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3879,6 +4357,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3890,6 +4369,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -3901,6 +4381,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3908,6 +4389,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3915,6 +4397,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -3922,6 +4405,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -3929,6 +4413,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3941,6 +4426,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3948,6 +4434,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -3955,6 +4442,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -3962,6 +4450,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -3974,6 +4463,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -3981,6 +4471,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -3988,6 +4479,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -3995,6 +4487,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -4002,6 +4495,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
         ],
     },
@@ -4014,6 +4508,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4021,6 +4516,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -4028,6 +4524,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -4035,6 +4532,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -4042,6 +4540,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
         ],
     },
@@ -4054,6 +4553,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -4061,6 +4561,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -4073,6 +4574,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4080,6 +4582,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -4087,6 +4590,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -4094,6 +4598,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -4106,6 +4611,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4113,6 +4619,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4120,6 +4627,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4132,6 +4640,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4139,6 +4648,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -4146,6 +4656,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -4158,6 +4669,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4165,6 +4677,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4172,6 +4685,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -4179,6 +4693,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4191,6 +4706,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4198,6 +4714,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4205,6 +4722,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -4217,6 +4735,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -4224,6 +4743,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4231,6 +4751,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -4238,6 +4759,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -4245,6 +4767,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.HTTPHeader"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -4252,6 +4775,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4264,6 +4788,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4271,6 +4796,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4283,6 +4809,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4290,6 +4817,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4301,6 +4829,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -4312,6 +4841,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4319,6 +4849,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4331,6 +4862,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4338,6 +4870,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4345,6 +4878,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -4352,6 +4886,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -4359,6 +4894,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -4366,6 +4902,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -4373,6 +4910,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -4380,6 +4918,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 10,
@@ -4387,6 +4926,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -4394,6 +4934,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 12,
@@ -4401,6 +4942,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4413,6 +4955,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4420,6 +4963,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4427,6 +4971,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -4434,6 +4979,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -4441,6 +4987,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -4448,6 +4995,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -4455,6 +5003,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -4462,6 +5011,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 10,
@@ -4469,6 +5019,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -4476,6 +5027,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 12,
@@ -4483,6 +5035,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4495,6 +5048,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -4502,6 +5056,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -4513,6 +5068,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: true,
         }],
     },
     Message {
@@ -4524,6 +5080,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4531,6 +5088,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4538,6 +5096,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -4545,6 +5104,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4557,6 +5117,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LifecycleHandler"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4564,6 +5125,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LifecycleHandler"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4571,6 +5133,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4583,6 +5146,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ExecAction"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4590,6 +5154,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.HTTPGetAction"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4597,6 +5162,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.TCPSocketAction"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -4604,6 +5170,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SleepAction"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4616,6 +5183,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4623,6 +5191,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4630,6 +5199,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4642,6 +5212,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -4649,6 +5220,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -4656,6 +5228,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -4663,6 +5236,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PortStatus"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4674,6 +5248,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.LoadBalancerIngress"),
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -4684,6 +5259,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: true,
         }],
     },
     Message {
@@ -4695,6 +5271,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4702,6 +5279,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4714,6 +5292,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -4721,6 +5300,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4733,6 +5313,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4740,6 +5321,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4747,6 +5329,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -4759,6 +5342,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4766,6 +5350,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NamespaceSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4773,6 +5358,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NamespaceStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4785,6 +5371,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4792,6 +5379,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -4799,6 +5387,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -4806,6 +5395,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -4813,6 +5403,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -4824,6 +5415,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -4835,6 +5427,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -4842,6 +5435,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NamespaceCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4854,6 +5448,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4861,6 +5456,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4868,6 +5464,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4880,6 +5477,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4887,6 +5485,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4899,6 +5498,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4906,6 +5506,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PreferredSchedulingTerm"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4918,6 +5519,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4925,6 +5527,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4937,6 +5540,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4944,6 +5548,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -4951,6 +5556,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4963,6 +5569,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -4970,6 +5577,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -4977,6 +5585,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeAllocatableMappedResources"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -4984,6 +5593,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeAllocatableOverheadResources"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -4996,6 +5606,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5003,6 +5614,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5010,6 +5622,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -5017,6 +5630,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -5024,6 +5638,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -5031,6 +5646,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -5042,6 +5658,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.ConfigMapNodeConfigSource"),
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -5053,6 +5670,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeConfigSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5060,6 +5678,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeConfigSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5067,6 +5686,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeConfigSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -5074,6 +5694,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -5085,6 +5706,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.DaemonEndpoint"),
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -5095,6 +5717,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Bool,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -5105,6 +5728,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -5116,6 +5740,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5123,6 +5748,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeRuntimeHandlerFeatures"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5135,6 +5761,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5142,6 +5769,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5153,6 +5781,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.NodeSelectorTerm"),
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -5164,6 +5793,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5171,6 +5801,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5178,6 +5809,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5190,6 +5822,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeSelectorRequirement"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5197,6 +5830,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeSelectorRequirement"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5209,6 +5843,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -5216,6 +5851,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -5223,6 +5859,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -5230,6 +5867,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -5237,6 +5875,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Taint"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -5244,6 +5883,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeConfigSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -5251,6 +5891,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -5258,6 +5899,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodePodPreemptionPolicy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5270,6 +5912,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5277,6 +5920,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5284,6 +5928,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -5291,6 +5936,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -5298,6 +5944,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeAddress"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -5305,6 +5952,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeDaemonEndpoints"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -5312,6 +5960,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeSystemInfo"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -5319,6 +5968,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerImage"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -5326,6 +5976,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -5333,6 +5984,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.AttachedVolume"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -5340,6 +5992,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeConfigStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -5347,6 +6000,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeRuntimeHandler"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -5354,6 +6008,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeFeatures"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 14,
@@ -5361,6 +6016,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5372,6 +6028,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::I64,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -5383,6 +6040,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5390,6 +6048,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5397,6 +6056,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -5404,6 +6064,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -5411,6 +6072,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -5418,6 +6080,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -5425,6 +6088,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -5432,6 +6096,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -5439,6 +6104,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -5446,6 +6112,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -5453,6 +6120,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeSwapStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5465,6 +6133,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -5472,6 +6141,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5484,6 +6154,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -5491,6 +6162,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -5498,6 +6170,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -5505,6 +6178,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -5512,6 +6186,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -5519,6 +6194,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -5526,6 +6202,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -5538,6 +6215,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5545,6 +6223,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PersistentVolumeSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5552,6 +6231,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PersistentVolumeStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5564,6 +6244,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5571,6 +6252,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PersistentVolumeClaimSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5578,6 +6260,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PersistentVolumeClaimStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5590,6 +6273,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5597,6 +6281,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5604,6 +6289,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -5611,6 +6297,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -5618,6 +6305,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -5625,6 +6313,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -5637,6 +6326,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5644,6 +6334,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeResourceRequirements"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5651,6 +6342,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -5658,6 +6350,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -5665,6 +6358,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -5672,6 +6366,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -5679,6 +6374,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.TypedLocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -5686,6 +6382,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.TypedObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -5693,6 +6390,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5705,6 +6403,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -5712,6 +6411,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5719,6 +6419,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -5726,6 +6427,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PersistentVolumeClaimCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -5733,6 +6435,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -5740,6 +6443,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -5747,6 +6451,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -5754,6 +6459,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ModifyVolumeStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -5761,6 +6467,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeHealthStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5773,6 +6480,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5780,6 +6488,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PersistentVolumeClaimSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5792,6 +6501,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5799,6 +6509,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -5811,6 +6522,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.GCEPersistentDiskVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5818,6 +6530,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.AWSElasticBlockStoreVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5825,6 +6538,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.HostPathVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -5832,6 +6546,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.GlusterfsPersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -5839,6 +6554,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NFSVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -5846,6 +6562,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.RBDPersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -5853,6 +6570,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ISCSIPersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -5860,6 +6578,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.CinderPersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -5867,6 +6586,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.CephFSPersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -5874,6 +6594,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.FCVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -5881,6 +6602,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.FlockerVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -5888,6 +6610,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.FlexPersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -5895,6 +6618,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.AzureFilePersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 14,
@@ -5902,6 +6626,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VsphereVirtualDiskVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 15,
@@ -5909,6 +6634,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.QuobyteVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 16,
@@ -5916,6 +6642,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.AzureDiskVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 17,
@@ -5923,6 +6650,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 18,
@@ -5930,6 +6658,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PortworxVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 19,
@@ -5937,6 +6666,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ScaleIOPersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 20,
@@ -5944,6 +6674,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 21,
@@ -5951,6 +6682,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.StorageOSPersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 22,
@@ -5958,6 +6690,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.CSIPersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -5970,6 +6703,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -5977,6 +6711,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PersistentVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -5984,6 +6719,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -5991,6 +6727,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -5998,6 +6735,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -6005,6 +6743,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -6012,6 +6751,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -6019,6 +6759,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -6026,6 +6767,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeNodeAffinity"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -6033,6 +6775,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6045,6 +6788,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -6052,6 +6796,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -6059,6 +6804,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -6066,6 +6812,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6078,6 +6825,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6085,6 +6833,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -6097,6 +6846,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6104,6 +6854,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -6111,6 +6862,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6123,6 +6875,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodAffinityTerm"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6130,6 +6883,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.WeightedPodAffinityTerm"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6142,6 +6896,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6149,6 +6904,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -6156,6 +6912,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -6163,6 +6920,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -6170,6 +6928,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -6177,6 +6936,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6189,6 +6949,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodAffinityTerm"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6196,6 +6957,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.WeightedPodAffinityTerm"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6208,6 +6970,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -6215,6 +6978,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -6222,6 +6986,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -6229,6 +6994,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -6236,6 +7002,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -6243,6 +7010,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -6250,6 +7018,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -6257,6 +7026,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6269,6 +7039,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6276,6 +7047,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -6283,6 +7055,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -6290,6 +7063,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -6297,6 +7071,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -6304,6 +7079,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -6311,6 +7087,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -6323,6 +7100,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6330,6 +7108,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -6337,6 +7116,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodDNSConfigOption"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6349,6 +7129,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -6356,6 +7137,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6368,6 +7150,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerExtendedResourceRequest"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6375,6 +7158,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6386,6 +7170,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -6396,6 +7181,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -6406,6 +7192,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -6417,6 +7204,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -6424,6 +7212,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -6431,6 +7220,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6443,6 +7233,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6450,6 +7241,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6461,6 +7253,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -6471,6 +7264,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -6482,6 +7276,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SELinuxOptions"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6489,6 +7284,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -6496,6 +7292,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -6503,6 +7300,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -6510,6 +7308,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -6517,6 +7316,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -6524,6 +7324,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Sysctl"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -6531,6 +7332,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.WindowsSecurityContextOptions"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -6538,6 +7340,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -6545,6 +7348,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SeccompProfile"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -6552,6 +7356,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.AppArmorProfile"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -6559,6 +7364,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -6566,6 +7372,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6578,6 +7385,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Volume"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -6585,6 +7393,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Container"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -6592,6 +7401,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -6599,6 +7409,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -6606,6 +7417,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -6613,6 +7425,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -6620,6 +7433,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -6627,6 +7441,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 9,
@@ -6634,6 +7449,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 10,
@@ -6641,6 +7457,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 11,
@@ -6648,6 +7465,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 12,
@@ -6655,6 +7473,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 13,
@@ -6662,6 +7481,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 14,
@@ -6669,6 +7489,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodSecurityContext"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 15,
@@ -6676,6 +7497,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 16,
@@ -6683,6 +7505,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 17,
@@ -6690,6 +7513,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 18,
@@ -6697,6 +7521,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Affinity"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 19,
@@ -6704,6 +7529,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 20,
@@ -6711,6 +7537,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Container"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 21,
@@ -6718,6 +7545,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 22,
@@ -6725,6 +7553,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Toleration"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 23,
@@ -6732,6 +7561,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.HostAlias"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 24,
@@ -6739,6 +7569,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 25,
@@ -6746,6 +7577,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 26,
@@ -6753,6 +7585,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodDNSConfig"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 27,
@@ -6760,6 +7593,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 28,
@@ -6767,6 +7601,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodReadinessGate"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 29,
@@ -6774,6 +7609,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 30,
@@ -6781,6 +7617,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 31,
@@ -6788,6 +7625,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 32,
@@ -6795,6 +7633,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 33,
@@ -6802,6 +7641,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.TopologySpreadConstraint"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 34,
@@ -6809,6 +7649,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EphemeralContainer"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 35,
@@ -6816,6 +7657,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 36,
@@ -6823,6 +7665,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodOS"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 37,
@@ -6830,6 +7673,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 38,
@@ -6837,6 +7681,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodSchedulingGate"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 39,
@@ -6844,6 +7689,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodResourceClaim"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 40,
@@ -6851,6 +7697,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ResourceRequirements"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 41,
@@ -6858,6 +7705,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 43,
@@ -6865,6 +7713,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodSchedulingGroup"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 44,
@@ -6872,6 +7721,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EvictionResponder"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -6884,6 +7734,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -6891,6 +7742,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -6898,6 +7750,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -6905,6 +7758,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -6912,6 +7766,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -6919,6 +7774,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -6926,6 +7782,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -6933,6 +7790,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerStatus"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -6940,6 +7798,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 10,
@@ -6947,6 +7806,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerStatus"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -6954,6 +7814,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 12,
@@ -6961,6 +7822,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodIP"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -6968,6 +7830,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ContainerStatus"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 14,
@@ -6975,6 +7838,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 15,
@@ -6982,6 +7846,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodResourceClaimStatus"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 16,
@@ -6989,6 +7854,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.HostIP"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 17,
@@ -6996,6 +7862,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 18,
@@ -7003,6 +7870,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodExtendedResourceClaimStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 19,
@@ -7010,6 +7878,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 20,
@@ -7017,6 +7886,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ResourceRequirements"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 21,
@@ -7024,6 +7894,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeAllocatableResourceClaimStatus"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 22,
@@ -7031,6 +7902,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodVolumeHealth"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7043,6 +7915,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7050,6 +7923,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7062,6 +7936,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7069,6 +7944,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeHealthCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7076,6 +7952,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7088,6 +7965,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7095,6 +7973,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7102,6 +7981,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7114,6 +7994,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7121,6 +8002,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -7128,6 +8010,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -7140,6 +8023,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7147,6 +8031,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NodeSelectorTerm"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7159,6 +8044,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ProbeHandler"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7166,6 +8052,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -7173,6 +8060,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -7180,6 +8068,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -7187,6 +8076,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -7194,6 +8084,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -7201,6 +8092,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7213,6 +8105,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ExecAction"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7220,6 +8113,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.HTTPGetAction"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7227,6 +8121,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.TCPSocketAction"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -7234,6 +8129,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.GRPCAction"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7246,6 +8142,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeProjection"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7253,6 +8150,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7260,6 +8158,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7272,6 +8171,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7279,6 +8179,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7286,6 +8187,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -7293,6 +8195,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -7300,6 +8203,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -7307,6 +8211,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -7319,6 +8224,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7326,6 +8232,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7333,6 +8240,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -7340,6 +8248,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -7347,6 +8256,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -7354,6 +8264,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -7361,6 +8272,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -7368,6 +8280,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -7380,6 +8293,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7387,6 +8301,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7394,6 +8309,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -7401,6 +8317,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -7408,6 +8325,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -7415,6 +8333,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -7422,6 +8341,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -7429,6 +8349,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -7441,6 +8362,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7448,6 +8370,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -7460,6 +8383,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -7467,6 +8391,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7474,6 +8399,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7486,6 +8412,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7493,6 +8420,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -7500,6 +8428,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7512,6 +8441,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7519,6 +8449,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7526,6 +8457,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ResourceClaim"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7538,6 +8470,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7545,6 +8478,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ResourceHealth"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7557,6 +8491,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -7564,6 +8499,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -7571,6 +8507,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -7578,6 +8515,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -7590,6 +8528,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7597,6 +8536,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7604,6 +8544,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -7611,6 +8552,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -7618,6 +8560,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -7625,6 +8568,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -7632,6 +8576,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 8,
@@ -7639,6 +8584,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 9,
@@ -7646,6 +8592,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 10,
@@ -7653,6 +8600,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -7665,6 +8613,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7672,6 +8621,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7679,6 +8629,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -7686,6 +8637,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -7693,6 +8645,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -7700,6 +8653,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -7707,6 +8661,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 8,
@@ -7714,6 +8669,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 9,
@@ -7721,6 +8677,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 10,
@@ -7728,6 +8685,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -7740,6 +8698,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7747,6 +8706,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7759,6 +8719,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7766,6 +8727,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bytes,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7773,6 +8735,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -7780,6 +8743,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -7787,6 +8751,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7799,6 +8764,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7806,6 +8772,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7818,6 +8785,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7825,6 +8793,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7832,6 +8801,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7844,6 +8814,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7851,6 +8822,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.KeyToPath"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -7858,6 +8830,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7870,6 +8843,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -7877,6 +8851,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -7889,6 +8864,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -7896,6 +8872,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.KeyToPath"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7903,6 +8880,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -7910,6 +8888,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -7917,6 +8896,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -7929,6 +8909,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.Capabilities"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -7936,6 +8917,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -7943,6 +8925,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SELinuxOptions"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -7950,6 +8933,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -7957,6 +8941,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -7964,6 +8949,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -7971,6 +8957,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -7978,6 +8965,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -7985,6 +8973,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -7992,6 +8981,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.WindowsSecurityContextOptions"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -7999,6 +8989,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SeccompProfile"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -8006,6 +8997,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.AppArmorProfile"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8018,6 +9010,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8025,6 +9018,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ServiceSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8032,6 +9026,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ServiceStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8044,6 +9039,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8051,6 +9047,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectReference"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8058,6 +9055,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -8065,6 +9063,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8077,6 +9076,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -8084,6 +9084,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8091,6 +9092,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -8098,6 +9100,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8110,6 +9113,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -8117,6 +9121,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -8124,6 +9129,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -8131,6 +9137,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -8138,6 +9145,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -8145,6 +9153,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8157,6 +9166,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ServicePort"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8164,6 +9174,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8171,6 +9182,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -8178,6 +9190,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -8185,6 +9198,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -8192,6 +9206,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 8,
@@ -8199,6 +9214,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 9,
@@ -8206,6 +9222,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -8213,6 +9230,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 11,
@@ -8220,6 +9238,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 12,
@@ -8227,6 +9246,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 13,
@@ -8234,6 +9254,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 14,
@@ -8241,6 +9262,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SessionAffinityConfig"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 17,
@@ -8248,6 +9270,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 18,
@@ -8255,6 +9278,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 19,
@@ -8262,6 +9286,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 20,
@@ -8269,6 +9294,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 21,
@@ -8276,6 +9302,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 22,
@@ -8283,6 +9310,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 23,
@@ -8290,6 +9318,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8302,6 +9331,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LoadBalancerStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8309,6 +9339,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Condition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8320,6 +9351,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.ClientIPConfig"),
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -8330,6 +9362,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::I64,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -8341,6 +9374,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -8348,6 +9382,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -8355,6 +9390,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -8362,6 +9398,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -8369,6 +9406,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8381,6 +9419,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -8388,6 +9427,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -8395,6 +9435,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -8402,6 +9443,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -8409,6 +9451,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.LocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8421,6 +9464,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8428,6 +9472,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8440,6 +9485,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8447,6 +9493,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -8459,6 +9506,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8466,6 +9514,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -8473,6 +9522,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -8480,6 +9530,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8492,6 +9543,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -8499,6 +9551,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -8506,6 +9559,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -8513,6 +9567,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -8520,6 +9575,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8532,6 +9588,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8539,6 +9596,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8550,6 +9608,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.TopologySelectorLabelRequirement"),
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -8561,6 +9620,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8568,6 +9628,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8575,6 +9636,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -8582,6 +9644,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -8589,6 +9652,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -8596,6 +9660,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -8603,6 +9668,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -8610,6 +9676,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8622,6 +9689,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8629,6 +9697,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8636,6 +9705,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8648,6 +9718,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8655,6 +9726,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8662,6 +9734,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -8669,6 +9742,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8681,6 +9755,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8688,6 +9763,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8700,6 +9776,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8707,6 +9784,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8719,6 +9797,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8726,6 +9805,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8733,6 +9813,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -8745,6 +9826,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeHealthCondition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8752,6 +9834,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8764,6 +9847,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8771,6 +9855,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -8778,6 +9863,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -8785,6 +9871,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -8792,6 +9879,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -8799,6 +9887,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -8806,6 +9895,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -8813,6 +9903,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8825,6 +9916,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8832,6 +9924,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8839,6 +9932,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -8846,6 +9940,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -8853,6 +9948,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VolumeStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8864,6 +9960,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.NodeSelector"),
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -8875,6 +9972,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretProjection"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8882,6 +9980,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.DownwardAPIProjection"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8889,6 +9988,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ConfigMapProjection"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -8896,6 +9996,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ServiceAccountTokenProjection"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -8903,6 +10004,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ClusterTrustBundleProjection"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -8910,6 +10012,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodCertificateProjection"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -8922,6 +10025,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8929,6 +10033,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.api.resource.Quantity"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
         ],
     },
@@ -8941,6 +10046,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.HostPathVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -8948,6 +10054,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EmptyDirVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -8955,6 +10062,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.GCEPersistentDiskVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -8962,6 +10070,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.AWSElasticBlockStoreVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -8969,6 +10078,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.GitRepoVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -8976,6 +10086,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.SecretVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -8983,6 +10094,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.NFSVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -8990,6 +10102,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ISCSIVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -8997,6 +10110,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.GlusterfsVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -9004,6 +10118,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PersistentVolumeClaimVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -9011,6 +10126,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.RBDVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -9018,6 +10134,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.FlexVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -9025,6 +10142,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.CinderVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 14,
@@ -9032,6 +10150,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.CephFSVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 15,
@@ -9039,6 +10158,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.FlockerVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 16,
@@ -9046,6 +10166,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.DownwardAPIVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 17,
@@ -9053,6 +10174,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.FCVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 18,
@@ -9060,6 +10182,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.AzureFileVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 19,
@@ -9067,6 +10190,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ConfigMapVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 20,
@@ -9074,6 +10198,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.VsphereVirtualDiskVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 21,
@@ -9081,6 +10206,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.QuobyteVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 22,
@@ -9088,6 +10214,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.AzureDiskVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 23,
@@ -9095,6 +10222,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 24,
@@ -9102,6 +10230,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PortworxVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 25,
@@ -9109,6 +10238,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ScaleIOVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 26,
@@ -9116,6 +10246,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ProjectedVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 27,
@@ -9123,6 +10254,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.StorageOSVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 28,
@@ -9130,6 +10262,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.CSIVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 29,
@@ -9137,6 +10270,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EphemeralVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 30,
@@ -9144,6 +10278,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ImageVolumeSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9155,6 +10290,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.core.v1.ImageVolumeStatus"),
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -9166,6 +10302,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9173,6 +10310,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -9180,6 +10318,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -9187,6 +10326,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -9199,6 +10339,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9206,6 +10347,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.PodAffinityTerm"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9218,6 +10360,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9225,6 +10368,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9232,6 +10376,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -9239,6 +10384,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9251,6 +10397,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9258,6 +10405,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9265,6 +10413,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.events.v1.EventSeries"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -9272,6 +10421,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -9279,6 +10429,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -9286,6 +10437,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -9293,6 +10445,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 8,
@@ -9300,6 +10453,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -9307,6 +10461,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.ObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -9314,6 +10469,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 11,
@@ -9321,6 +10477,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 12,
@@ -9328,6 +10485,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.EventSource"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -9335,6 +10493,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 14,
@@ -9342,6 +10501,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 15,
@@ -9349,6 +10509,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -9361,6 +10522,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9368,6 +10530,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9380,6 +10543,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -9387,6 +10551,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.IngressBackend"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9394,6 +10559,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9405,6 +10571,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.networking.v1.HTTPIngressPath"),
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -9416,6 +10583,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9423,6 +10591,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9435,6 +10604,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9442,6 +10612,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.IngressSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9449,6 +10620,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.IngressStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9461,6 +10633,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.TypedLocalObjectReference"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -9468,6 +10641,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.IngressServiceBackend"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9480,6 +10654,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -9487,6 +10662,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -9494,6 +10670,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.IngressPortStatus"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9505,6 +10682,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.networking.v1.IngressLoadBalancerIngress"),
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -9516,6 +10694,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9523,6 +10702,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9530,6 +10710,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9542,6 +10723,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -9549,6 +10731,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.IngressRuleValue"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9560,6 +10743,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.networking.v1.HTTPIngressRuleValue"),
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -9571,6 +10755,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9578,6 +10763,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.ServiceBackendPort"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9590,6 +10776,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.IngressBackend"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9597,6 +10784,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.IngressTLS"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9604,6 +10792,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.IngressRule"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -9611,6 +10800,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9622,6 +10812,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.networking.v1.IngressLoadBalancerStatus"),
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -9633,6 +10824,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9640,6 +10832,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -9652,6 +10845,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9659,6 +10853,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.NetworkPolicySpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9671,6 +10866,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.NetworkPolicyPort"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9678,6 +10874,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.NetworkPolicyPeer"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9690,6 +10887,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.NetworkPolicyPort"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9697,6 +10895,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.NetworkPolicyPeer"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9709,6 +10908,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9716,6 +10916,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9723,6 +10924,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.IPBlock"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9735,6 +10937,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9742,6 +10945,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9749,6 +10953,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9761,6 +10966,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9768,6 +10974,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.NetworkPolicyIngressRule"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9775,6 +10982,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.networking.v1.NetworkPolicyEgressRule"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -9782,6 +10990,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9794,6 +11003,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -9801,6 +11011,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -9813,6 +11024,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9820,6 +11032,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.policy.v1.PodDisruptionBudgetSpec"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9827,6 +11040,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.policy.v1.PodDisruptionBudgetStatus"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9839,6 +11053,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9846,6 +11061,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9853,6 +11069,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.util.intstr.IntOrString"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -9860,6 +11077,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9872,6 +11090,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -9879,6 +11098,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9886,6 +11106,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -9893,6 +11114,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -9900,6 +11122,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -9907,6 +11130,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -9914,6 +11138,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Condition"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9925,6 +11150,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector"),
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -9936,6 +11162,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9943,6 +11170,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.rbac.v1.PolicyRule"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9950,6 +11178,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.rbac.v1.AggregationRule"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9962,6 +11191,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9969,6 +11199,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.rbac.v1.Subject"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -9976,6 +11207,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.rbac.v1.RoleRef"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -9988,6 +11220,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -9995,6 +11228,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10002,6 +11236,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -10009,6 +11244,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -10016,6 +11252,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10028,6 +11265,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10035,6 +11273,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.rbac.v1.PolicyRule"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10047,6 +11286,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10054,6 +11294,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.rbac.v1.Subject"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10061,6 +11302,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.rbac.v1.RoleRef"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10073,6 +11315,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10080,6 +11323,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10087,6 +11331,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10099,6 +11344,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10106,6 +11352,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -10113,6 +11360,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -10120,6 +11368,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -10131,6 +11380,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -10150,6 +11400,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.scheduling.v1alpha3.WorkloadPodGroupSingleDisruptionMode"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10157,6 +11408,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.scheduling.v1alpha3.WorkloadPodGroupAllDisruptionMode"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10168,6 +11420,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::I32,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -10179,6 +11432,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10186,6 +11440,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10193,6 +11448,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10204,6 +11460,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Msg("k8s.io.api.scheduling.v1alpha3.TopologyConstraint"),
             repeated: true,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -10215,6 +11472,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.scheduling.v1alpha3.WorkloadPodGroupBasicSchedulingPolicy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10222,6 +11480,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.scheduling.v1alpha3.WorkloadPodGroupGangSchedulingPolicy"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10238,6 +11497,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10245,6 +11505,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10252,6 +11513,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -10259,6 +11521,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -10266,6 +11529,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -10273,6 +11537,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -10280,6 +11545,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -10287,6 +11553,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.api.core.v1.TopologySelectorTerm"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10298,6 +11565,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Str,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -10309,6 +11577,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10316,6 +11585,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10323,6 +11593,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -10330,6 +11601,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -10337,6 +11609,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -10344,6 +11617,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10356,6 +11630,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10363,6 +11638,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Preconditions"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10370,6 +11646,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -10377,6 +11654,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -10384,6 +11662,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -10391,6 +11670,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10403,6 +11683,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10410,6 +11691,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10417,6 +11699,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10428,6 +11711,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Bytes,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -10439,6 +11723,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10446,6 +11731,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10458,6 +11744,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10465,6 +11752,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10472,6 +11760,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10484,6 +11773,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -10491,6 +11781,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -10498,6 +11789,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -10505,6 +11797,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -10512,6 +11805,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -10519,6 +11813,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 8,
@@ -10526,6 +11821,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
         ],
     },
@@ -10538,6 +11834,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10545,6 +11842,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10557,6 +11855,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 2,
@@ -10564,6 +11863,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 3,
@@ -10571,6 +11871,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 4,
@@ -10578,6 +11879,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 5,
@@ -10585,6 +11887,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 6,
@@ -10592,6 +11895,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 7,
@@ -10599,6 +11903,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: true,
             },
             Field {
                 number: 8,
@@ -10606,6 +11911,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 9,
@@ -10613,6 +11919,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time"),
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 10,
@@ -10620,6 +11927,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 11,
@@ -10627,6 +11935,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 12,
@@ -10634,6 +11943,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: true,
+                omit_zero: false,
             },
             Field {
                 number: 13,
@@ -10641,6 +11951,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.OwnerReference"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 14,
@@ -10648,6 +11959,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 17,
@@ -10655,6 +11967,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Msg("k8s.io.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"),
                 repeated: true,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10667,6 +11980,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10674,6 +11988,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 4,
@@ -10681,6 +11996,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 5,
@@ -10688,6 +12004,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 6,
@@ -10695,6 +12012,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 7,
@@ -10702,6 +12020,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Bool,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10714,6 +12033,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10721,6 +12041,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10733,6 +12054,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10740,6 +12062,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
@@ -10751,6 +12074,7 @@ pub(super) static MESSAGES: &[Message] = &[
             ty: Ty::Bytes,
             repeated: false,
             map: false,
+            omit_zero: false,
         }],
     },
     Message {
@@ -10762,6 +12086,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I64,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 2,
@@ -10769,6 +12094,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::I32,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
             Field {
                 number: 3,
@@ -10776,6 +12102,7 @@ pub(super) static MESSAGES: &[Message] = &[
                 ty: Ty::Str,
                 repeated: false,
                 map: false,
+                omit_zero: false,
             },
         ],
     },
