@@ -377,6 +377,12 @@ fn openapi_documents_answer_kubectl() {
     );
     let v2: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
     assert_eq!(v2["swagger"], "2.0");
+    // kubectl explain walks the v3 schemas down to nested fields.
+    let explained = k.quiet(&["explain", "deployment.spec.template.spec.containers.image"]);
+    assert!(
+        explained.contains("FIELD: image <string>"),
+        "explain output: {explained}"
+    );
 }
 
 /// `kubectl apply --server-side` over an object kubectl applied client-side

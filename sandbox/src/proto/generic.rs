@@ -16,13 +16,13 @@ use serde_json::{Map, Value, json};
 use super::schema::MESSAGES;
 
 /// One protobuf message: its full name and fields.
-pub(super) struct Message {
+pub(crate) struct Message {
     pub name: &'static str,
     pub fields: &'static [Field],
 }
 
 /// One field: number, JSON name, value type, label.
-pub(super) struct Field {
+pub(crate) struct Field {
     pub number: u32,
     pub json: &'static str,
     pub ty: Ty,
@@ -35,7 +35,7 @@ pub(super) struct Field {
 }
 
 #[derive(Clone, Copy)]
-pub(super) enum Ty {
+pub(crate) enum Ty {
     Str,
     I32,
     I64,
@@ -45,7 +45,7 @@ pub(super) enum Ty {
 }
 
 /// The message table entry for a full message name.
-pub(super) fn lookup(name: &str) -> Option<&'static Message> {
+pub(crate) fn lookup(name: &str) -> Option<&'static Message> {
     MESSAGES
         .binary_search_by(|m| m.name.cmp(name))
         .ok()
@@ -325,7 +325,10 @@ mod tests {
         assert!(MESSAGES.windows(2).all(|w| w[0].name < w[1].name));
         for rt in crate::registry::ALL {
             let name = super::super::message_name(rt.group, rt.version, rt.kind);
-            assert!(lookup(&name).is_some(), "no schema for {name}");
+            assert!(
+                lookup(&name).is_some(),
+                "no protobuf schema for the registered kind {name}: regenerate sandbox/src/proto/schema.rs with generate_schema.py (see sandbox/src/proto/mod.rs)"
+            );
         }
     }
 

@@ -19,6 +19,8 @@
 mod generic;
 mod schema;
 
+pub(crate) use generic::{Message as SchemaMessage, Ty as SchemaType};
+
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -338,12 +340,18 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
 
 /// The protobuf message of a kind: `k8s.io.api.<package>.<version>.<Kind>`
 /// (package `core` for the core group, else the group's first label).
-fn message_name(group: &str, version: &str, kind: &str) -> String {
+pub(crate) fn message_name(group: &str, version: &str, kind: &str) -> String {
     let package = match group {
         "" => "core",
         group => group.split('.').next().unwrap_or(group),
     };
     format!("k8s.io.api.{package}.{version}.{kind}")
+}
+
+/// The protobuf message table entry of a full message name (also the
+/// source of the OpenAPI schemas).
+pub(crate) fn schema_message(name: &str) -> Option<&'static SchemaMessage> {
+    generic::lookup(name)
 }
 
 /// Encodes a v1 Secret given as JSON into a Kubernetes protobuf body
