@@ -15,6 +15,8 @@
 //!   anything validates, and patch computation again falls back to the
 //!   built-in types.
 
+use std::sync::OnceLock;
+
 use prost::Message;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha512};
@@ -37,17 +39,42 @@ pub const V2_PROTOBUF_CONTENT_TYPE: &str =
 pub fn v3_root(group_versions: &[(String, String)]) -> Value {
     let mut paths = Map::new();
     for (group, version) in group_versions {
-        let Some(doc) = v3_group_version(group, version) else {
+        let Some(cached) = cached_group_version(group, version) else {
             continue;
         };
         let path = gv_path(group, version);
-        let hash = hex::encode_upper(Sha512::digest(doc.to_string().as_bytes()));
+        let hash = &cached.hash;
         paths.insert(
             path.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
         );
     }
     json!({"paths": paths})
+}
+
+/// A group version's document and its hash, built once: the registry is
+/// static and kubectl fetches them on every apply.
+struct CachedDocument {
+    doc: Value,
+    hash: String,
+}
+
+fn cached_group_version(group: &str, version: &str) -> Option<&'static CachedDocument> {
+    static CACHE: OnceLock<Vec<(String, String, CachedDocument)>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        registered_group_versions()
+            .into_iter()
+            .filter_map(|(g, v)| {
+                let doc = build_group_version(&g, &v)?;
+                let hash = hex::encode_upper(Sha512::digest(doc.to_string().as_bytes()));
+                Some((g, v, CachedDocument { doc, hash }))
+            })
+            .collect()
+    });
+    cache
+        .iter()
+        .find(|(g, v, _)| g == group && v == version)
+        .map(|(_, _, cached)| cached)
 }
 
 /// The group versions of every registered kind, for [`v3_root`].
@@ -68,6 +95,10 @@ pub fn registered_group_versions() -> Vec<(String, String)> {
 /// kind under `components.schemas`. `None` when no kind is registered in
 /// that group version (answer 404).
 pub fn v3_group_version(group: &str, version: &str) -> Option<Value> {
+    cached_group_version(group, version).map(|c| c.doc.clone())
+}
+
+fn build_group_version(group: &str, version: &str) -> Option<Value> {
     let kinds: Vec<&ResourceType> = registry::ALL
         .iter()
         .copied()
