@@ -71,7 +71,7 @@ impl Cluster {
     /// Waits until `f` returns Some (fails the test after a generous
     /// deadline, describing what was awaited).
     async fn until<T>(&self, what: &str, mut f: impl FnMut(&Cluster) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(v) = f(self) {
                 return v;
@@ -539,4 +539,45 @@ async fn volumes_are_visible_in_the_containers() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "secret files are private");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjob_starts_a_job_on_schedule() {
+    let c = Cluster::start();
+    c.create(
+        &registry::CRONJOBS,
+        json!({
+            "apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "backup", "namespace": "kleidia"},
+            "spec": {
+                "schedule": "* * * * *",
+                "jobTemplate": {"spec": {"template": {"spec": {
+                    "restartPolicy": "OnFailure",
+                    "containers": [{"name": "backup", "image": "busybox:1.36",
+                        "command": ["sh", "-c", "echo backed up"]}],
+                }}}},
+            },
+        }),
+    );
+    // Runs at the next minute boundary.
+    let job = c
+        .until("a job from the schedule", |c| {
+            c.list(&registry::JOBS).into_iter().find(|j| {
+                j["metadata"]["ownerReferences"][0]["name"] == "backup"
+                    && condition(j, "Complete").is_some()
+            })
+        })
+        .await;
+    let name = job["metadata"]["name"].as_str().unwrap();
+    let minutes: i64 = name.strip_prefix("backup-").unwrap().parse().unwrap();
+    let cj = c
+        .until("lastSuccessfulTime", |c| {
+            let cj = c.get(&registry::CRONJOBS, "backup")?;
+            cj["status"]["lastSuccessfulTime"].is_string().then_some(cj)
+        })
+        .await;
+    let scheduled =
+        chrono::DateTime::parse_from_rfc3339(cj["status"]["lastScheduleTime"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(scheduled.timestamp() / 60, minutes);
 }
