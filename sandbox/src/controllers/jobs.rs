@@ -273,7 +273,7 @@ fn cron_field_matches(field: &str, value: u32, min: u32, max: u32) -> bool {
                 Err(_) => return false,
             }
         };
-        value >= lo && value <= hi && (value - lo) % step == 0
+        value >= lo && value <= hi && (value - lo).is_multiple_of(step)
     })
 }
 
@@ -344,7 +344,7 @@ pub fn reconcile_cronjobs(shared: &Shared) {
             && last != Some(minute)
             // The first run is the first scheduled minute after creation.
             && minute * 60 >= created_at
-            && !(forbid && !active.is_empty())
+            && (!forbid || active.is_empty())
             && !jobs.iter().any(|j| name(j) == job_name)
         {
             let tpl = &cj["spec"]["jobTemplate"];
