@@ -286,6 +286,28 @@ fn runbook_commands_with_real_kubectl() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("executable file not found in $PATH"), "{err}");
 
+    // The runbook's form: exec -it into a deployment (no terminal here, so
+    // kubectl goes on without a TTY).
+    let out = k.ok(&[
+        "exec",
+        "-it",
+        "deployment/kleidia-services-backend",
+        "-n",
+        "kleidia",
+        "--",
+        "sh",
+        "-c",
+        "echo via deployment",
+    ]);
+    assert_eq!(out.trim(), "via deployment");
+    let out = k.ok(&["describe", "pod", &pods[0]]);
+    assert!(
+        out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["Image:", "ghcr.io/kleidia/backend:1.4.0"]),
+        "{out}"
+    );
+    assert!(out.contains("Image ID:"), "{out}");
+
     // exec -i: 50 MB of random bytes through cat, byte-exact.
     let mut data = vec![0u8; 50 << 20];
     rand::fill(&mut data[..]);
