@@ -472,11 +472,17 @@ fn logs_follow_and_attach_stream_the_container_output() {
 
     // A follow ends when the pod goes away.
     let mut follow = kubectl(&sb, &["logs", "-f", "ticker"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    // Following has begun once output arrives.
+    assert!(lines.next().is_some_and(|l| l.is_ok()));
     ok(&sb, &["delete", "pod", "ticker", "--wait=false"]);
+    for l in lines {
+        l.unwrap();
+    }
     let status = follow.wait().unwrap();
     assert!(
         status.success(),
