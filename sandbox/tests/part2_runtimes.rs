@@ -1,0 +1,255 @@
+//! The real-software runtimes, driven directly (no API server): a real
+//! PostgreSQL, a real OpenBao and the Kleidia backend stand-in.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kleidia_sandbox::runtime::{ContainerRef, ExecIo, ExecOutcome, ImageRuntime};
+use kleidia_sandbox::runtimes::postgres::PostgresRuntime;
+use tokio::io::AsyncReadExt;
+
+fn container(dir: &Path, ns: &str, pod: &str, image: &str, env: &[(&str, &str)]) -> ContainerRef {
+    let root = dir.join(ns).join(pod).join("main");
+    std::fs::create_dir_all(&root).unwrap();
+    ContainerRef {
+        namespace: ns.into(),
+        pod: pod.into(),
+        container: "main".into(),
+        image: image.into(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        ports: vec![],
+        root: root.clone(),
+        log_path: dir.join(ns).join(pod).join("main.log"),
+    }
+}
+
+struct Output {
+    outcome: ExecOutcome,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Output {
+    fn ok(self, what: &str) -> String {
+        assert_eq!(
+            self.outcome,
+            ExecOutcome::Exit(0),
+            "{what} failed; stderr: {}",
+            self.stderr
+        );
+        String::from_utf8(self.stdout).expect("utf-8 output")
+    }
+}
+
+async fn exec(
+    rt: &dyn ImageRuntime,
+    c: &ContainerRef,
+    cmd: &[&str],
+    stdin: Option<Vec<u8>>,
+) -> Output {
+    let (out_w, mut out_r) = tokio::io::duplex(64 * 1024);
+    let (err_w, mut err_r) = tokio::io::duplex(64 * 1024);
+    let io = ExecIo {
+        stdin: stdin.map(|b| Box::pin(std::io::Cursor::new(b)) as _),
+        stdout: Box::pin(out_w),
+        stderr: Box::pin(err_w),
+        tty: false,
+    };
+    let command = cmd.iter().map(|s| s.to_string()).collect();
+    let read_out = async {
+        let mut v = Vec::new();
+        out_r.read_to_end(&mut v).await.unwrap();
+        v
+    };
+    let read_err = async {
+        let mut v = Vec::new();
+        err_r.read_to_end(&mut v).await.unwrap();
+        v
+    };
+    let (outcome, stdout, stderr) = tokio::join!(rt.exec(c, command, io), read_out, read_err);
+    Output {
+        outcome,
+        stdout,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+fn require_postgres() {
+    assert!(
+        kleidia_sandbox::runtimes::postgres::find_bindir().is_some(),
+        "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: run scripts/setup"
+    );
+}
+
+fn pg_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("POSTGRES_USER", "yubiuser"),
+        ("POSTGRES_DB", "kleidia"),
+        ("POSTGRES_PASSWORD", "not-a-real-secret"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_serves_dumps_restores_and_keeps_data_across_restarts() {
+    require_postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = PostgresRuntime::new();
+    let db = container(
+        dir.path(),
+        "kleidia",
+        "kleidia-data-postgres-cluster-0",
+        "docker.io/library/postgres:15",
+        &pg_env(),
+    );
+    rt.start(&db).await.expect("postgres starts");
+    assert!(rt.ready(&db).await, "pg_isready after start");
+
+    let psql = |sql: &'static str| {
+        [
+            "psql",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "yubiuser",
+            "-d",
+            "kleidia",
+            "-tAc",
+            sql,
+        ]
+    };
+    exec(
+        &rt,
+        &db,
+        &psql("CREATE TABLE devices (id serial primary key, serial text)"),
+        None,
+    )
+    .await
+    .ok("create table");
+    exec(
+        &rt,
+        &db,
+        &psql("INSERT INTO devices (serial) SELECT 'yk-' || g FROM generate_series(1, 250) g"),
+        None,
+    )
+    .await
+    .ok("insert");
+    let version = exec(&rt, &db, &psql("SELECT version()"), None)
+        .await
+        .ok("version");
+    assert!(
+        version.starts_with("PostgreSQL "),
+        "SELECT version(): {version}"
+    );
+
+    // The runbook's form: pg_dumpall -U yubiuser, streamed out of the pod.
+    let dump = exec(&rt, &db, &["pg_dumpall", "-U", "yubiuser"], None)
+        .await
+        .ok("pg_dumpall");
+    assert!(dump.contains("PostgreSQL database cluster dump complete"));
+    assert!(dump.contains("CREATE TABLE public.devices"));
+
+    // Restore into an empty throwaway server, fed through exec's stdin.
+    let scratch = container(
+        dir.path(),
+        "scratch",
+        "restore-0",
+        "postgres:16-alpine",
+        &[],
+    );
+    rt.start(&scratch).await.expect("throwaway postgres starts");
+    let restore = exec(
+        &rt,
+        &scratch,
+        &["psql", "-q", "-U", "postgres", "-d", "postgres", "-f", "-"],
+        Some(dump.into_bytes()),
+    )
+    .await;
+    assert_eq!(
+        restore.outcome,
+        ExecOutcome::Exit(0),
+        "restore: {}",
+        restore.stderr
+    );
+    let restored = exec(
+        &rt,
+        &scratch,
+        &[
+            "psql",
+            "-U",
+            "yubiuser",
+            "-d",
+            "kleidia",
+            "-tAc",
+            "SELECT count(*), max(serial) FROM devices",
+        ],
+        None,
+    )
+    .await
+    .ok("count in restored copy");
+    let original = exec(
+        &rt,
+        &db,
+        &psql("SELECT count(*), max(serial) FROM devices"),
+        None,
+    )
+    .await
+    .ok("count in source");
+    assert_eq!(restored, original);
+    assert_eq!(original.trim(), "250|yk-99");
+    rt.stop(&scratch).await;
+
+    // A pod restart: stop, start again, the rows are still there.
+    rt.stop(&db).await;
+    assert!(!rt.ready(&db).await, "not ready once stopped");
+    rt.start(&db).await.expect("postgres restarts");
+    let after = exec(&rt, &db, &psql("SELECT count(*) FROM devices"), None)
+        .await
+        .ok("count after restart");
+    assert_eq!(after.trim(), "250");
+    let log = std::fs::read_to_string(&db.log_path).unwrap();
+    assert_eq!(
+        log.matches("initdb: creating").count(),
+        1,
+        "initdb ran once: {log}"
+    );
+    assert!(
+        !log.contains("not-a-real-secret"),
+        "password leaked into the log"
+    );
+
+    // Port-forward target: a TCP connection to 5432 reaches the server.
+    let mut conn = rt.connect(&db, 5432).await.expect("connect 5432");
+    // An SSLRequest: PostgreSQL answers with one byte, 'N' (no TLS).
+    use tokio::io::AsyncWriteExt;
+    conn.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await
+        .unwrap();
+    let mut b = [0u8; 1];
+    conn.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"N");
+    rt.stop(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_exec_of_unknown_program_fails_like_a_container_runtime() {
+    require_postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = PostgresRuntime::new();
+    let c = container(dir.path(), "kleidia", "pg-0", "postgres", &[]);
+    let out = exec(&rt, &c, &["no-such-tool", "--x"], None).await;
+    match out.outcome {
+        ExecOutcome::Failed(msg) => assert!(msg.contains("executable file not found"), "{msg}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[allow(dead_code)]
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
