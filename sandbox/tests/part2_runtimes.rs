@@ -253,3 +253,222 @@ fn workspace_root() -> PathBuf {
         .unwrap()
         .to_path_buf()
 }
+
+fn openbao_container(dir: &Path, pod: &str) -> ContainerRef {
+    let mut c = container(dir, "kleidia", pod, "quay.io/openbao/openbao:2.4.1", &[]);
+    c.ports = vec![8200, 8201];
+    c
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openbao_raft_unsealed_snapshot_via_exec_and_restart() {
+    use kleidia_sandbox::runtimes::openbao::{OpenBaoRuntime, OpenBaoStorage, root_token};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = OpenBaoRuntime::new(OpenBaoStorage::Raft);
+    let c = openbao_container(dir.path(), "kleidia-platform-openbao-0");
+    rt.start(&c).await.expect("openbao starts");
+    assert!(rt.ready(&c).await);
+
+    // The runbook's `vault status`, no token needed.
+    let status = exec(&rt, &c, &["vault", "status", "-format=json"], None)
+        .await
+        .ok("vault status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["sealed"], false);
+    assert_eq!(status["initialized"], true);
+    assert_eq!(status["storage_type"], "raft");
+
+    let token = root_token(&c).expect("root token kept by the runtime");
+    let token_file = kleidia_sandbox::runtimes::openbao::root_token_path(&c);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let with_token = format!("BAO_TOKEN={token}");
+    exec(
+        &rt,
+        &c,
+        &[
+            "env",
+            &with_token,
+            "bao",
+            "secrets",
+            "enable",
+            "-path=secret",
+            "kv-v2",
+        ],
+        None,
+    )
+    .await
+    .ok("enable kv");
+    exec(
+        &rt,
+        &c,
+        &[
+            "env",
+            &with_token,
+            "bao",
+            "kv",
+            "put",
+            "secret/kleidia",
+            "answer=42",
+        ],
+        None,
+    )
+    .await
+    .ok("kv put");
+
+    // A snapshot saved inside the pod, the way the runbook does it.
+    let script =
+        format!("BAO_TOKEN={token} bao operator raft snapshot save /tmp/vault-backup.snap");
+    exec(&rt, &c, &["sh", "-c", &script], None)
+        .await
+        .ok("snapshot save");
+    let snap = std::fs::read(c.root.join("tmp/vault-backup.snap"))
+        .expect("snapshot inside the container root");
+    let mut files = BTreeMap::new();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&snap[..]));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        files.insert(name, data);
+    }
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["SHA256SUMS", "SHA256SUMS.sealed", "meta.json", "state.bin"]
+    );
+    let sums = String::from_utf8(files["SHA256SUMS"].clone()).unwrap();
+    let mut checked = 0;
+    for line in sums.lines() {
+        let (sum, name) = line.split_once(char::is_whitespace).unwrap();
+        let name = name.trim().trim_start_matches('*');
+        assert_eq!(sha256_hex(&files[name]), sum, "checksum of {name}");
+        checked += 1;
+    }
+    assert_eq!(
+        checked, 2,
+        "SHA256SUMS covers meta.json and state.bin: {sums}"
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&files["meta.json"]).unwrap();
+    assert!(meta["Index"].as_u64().unwrap() > 0, "{meta}");
+
+    // Restart: unseals by itself and the secret is still there.
+    rt.stop(&c).await;
+    rt.start(&c).await.expect("openbao restarts");
+    let got = exec(
+        &rt,
+        &c,
+        &[
+            "env",
+            &with_token,
+            "bao",
+            "kv",
+            "get",
+            "-field=answer",
+            "secret/kleidia",
+        ],
+        None,
+    )
+    .await
+    .ok("kv get after restart");
+    assert_eq!(got.trim(), "42");
+
+    // Port 8200 reaches the HTTP API.
+    let mut conn = rt.connect(&c, 8200).await.expect("connect 8200");
+    use tokio::io::AsyncWriteExt;
+    conn.write_all(b"GET /v1/sys/health HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.0 200"), "{resp}");
+
+    let log = std::fs::read_to_string(&c.log_path).unwrap();
+    assert!(
+        !log.contains(&token),
+        "root token leaked into the container log"
+    );
+    rt.stop(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openbao_file_storage_keeps_secrets_across_restarts() {
+    use kleidia_sandbox::runtimes::openbao::{OpenBaoRuntime, OpenBaoStorage, root_token};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = OpenBaoRuntime::new("file".parse::<OpenBaoStorage>().unwrap());
+    let c = openbao_container(dir.path(), "vault-0");
+    rt.start(&c).await.expect("openbao starts");
+    let status = exec(&rt, &c, &["bao", "status", "-format=json"], None)
+        .await
+        .ok("status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["storage_type"], "file");
+    assert_eq!(status["sealed"], false);
+    let with_token = format!("BAO_TOKEN={}", root_token(&c).unwrap());
+    exec(
+        &rt,
+        &c,
+        &[
+            "env",
+            &with_token,
+            "bao",
+            "secrets",
+            "enable",
+            "-path=secret",
+            "kv",
+        ],
+        None,
+    )
+    .await
+    .ok("enable kv");
+    exec(
+        &rt,
+        &c,
+        &[
+            "env",
+            &with_token,
+            "bao",
+            "kv",
+            "put",
+            "secret/a",
+            "v=file-ok",
+        ],
+        None,
+    )
+    .await
+    .ok("put");
+    rt.stop(&c).await;
+    assert!(!rt.ready(&c).await);
+    rt.start(&c).await.expect("restart");
+    let v = exec(
+        &rt,
+        &c,
+        &[
+            "env",
+            &with_token,
+            "bao",
+            "kv",
+            "get",
+            "-field=v",
+            "secret/a",
+        ],
+        None,
+    )
+    .await
+    .ok("get");
+    assert_eq!(v.trim(), "file-ok");
+    // A raft runtime refuses the file-storage data with a clear message.
+    let raft = OpenBaoRuntime::new(OpenBaoStorage::Raft);
+    rt.stop(&c).await;
+    let err = raft.start(&c).await.unwrap_err().to_string();
+    assert!(err.contains("--openbao-storage file"), "{err}");
+}
