@@ -1,3 +1,13 @@
 //! A local Kubernetes API simulation whose pods run real software.
+
+pub mod authz;
+pub mod error;
+pub mod faults;
+pub mod patch;
+pub mod registry;
 pub mod runtime;
 pub mod runtimes;
+pub mod selector;
+pub mod state;
+pub mod store;
+pub mod subresources;

@@ -151,6 +151,22 @@ async fn postgres_serves_dumps_restores_and_keeps_data_across_restarts() {
     assert!(dump.contains("PostgreSQL database cluster dump complete"));
     assert!(dump.contains("CREATE TABLE public.devices"));
 
+    // Shell syntax goes to the shell runtime, with the client binaries on
+    // PATH and PGHOST/PGPORT pointing at this server.
+    let lines = exec(
+        &rt,
+        &db,
+        &[
+            "sh",
+            "-c",
+            "pg_dumpall -U yubiuser | grep -c 'INSERT INTO\\|COPY public.devices'",
+        ],
+        None,
+    )
+    .await
+    .ok("pg_dumpall through sh");
+    assert_eq!(lines.trim(), "1", "one COPY block for devices");
+
     // Restore into an empty throwaway server, fed through exec's stdin.
     let scratch = container(
         dir.path(),
@@ -282,6 +298,16 @@ async fn openbao_raft_unsealed_snapshot_via_exec_and_restart() {
     assert_eq!(status["sealed"], false);
     assert_eq!(status["initialized"], true);
     assert_eq!(status["storage_type"], "raft");
+
+    let sealed = exec(
+        &rt,
+        &c,
+        &["sh", "-c", "vault status -format=json | grep '\"sealed\"'"],
+        None,
+    )
+    .await
+    .ok("vault status through sh");
+    assert!(sealed.contains("false"), "{sealed}");
 
     let token = root_token(&c).expect("root token kept by the runtime");
     let token_file = kleidia_sandbox::runtimes::openbao::root_token_path(&c);

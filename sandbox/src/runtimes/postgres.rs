@@ -918,7 +918,8 @@ pub(crate) async fn run_streaming(mut cmd: Command, io: ExecIo) -> ExecOutcome {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return ExecOutcome::Failed(format!(
-                "exec: \"{}\": executable file not found in $PATH",
+                "OCI runtime exec failed: exec failed: unable to start container process: \
+                 exec: \"{}\": executable file not found in $PATH: unknown",
                 program_name(&program)
             ));
         }
@@ -941,8 +942,8 @@ pub(crate) async fn run_streaming(mut cmd: Command, io: ExecIo) -> ExecOutcome {
         // The client went away: nobody reads the rest.
         let _ = child.start_kill();
     }
-    let _ = stdout.flush().await;
-    let _ = stderr.flush().await;
+    let _ = stdout.shutdown().await;
+    let _ = stderr.shutdown().await;
     let status = child.wait().await;
     if let Some(t) = stdin_task {
         t.abort();
@@ -965,11 +966,7 @@ pub(crate) async fn delegate_to_shell(
     extra_env: &[(String, String)],
     extra_path: &[PathBuf],
 ) -> ExecOutcome {
-    let _ = (c, io, extra_env, extra_path);
-    let prog = command.first().map(|s| program_name(s)).unwrap_or("");
-    ExecOutcome::Failed(format!(
-        "exec: \"{prog}\": executable file not found in $PATH"
-    ))
+    super::shell::ShellRuntime::run(c, command, io, extra_env, extra_path).await
 }
 
 #[cfg(test)]
