@@ -498,3 +498,146 @@ async fn openbao_file_storage_keeps_secrets_across_restarts() {
     let err = raft.start(&c).await.unwrap_err().to_string();
     assert!(err.contains("--openbao-storage file"), "{err}");
 }
+
+async fn http_get(rt: &dyn ImageRuntime, c: &ContainerRef, port: u16, path: &str) -> (u16, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut conn = rt.connect(c, port).await.expect("connect");
+    conn.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).await.unwrap();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_reports_health_and_migrates_the_real_database() {
+    use kleidia_sandbox::runtimes::backend::KleidiaRuntime;
+    require_postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "backend-test";
+    let pg = PostgresRuntime::new();
+    let db = container(
+        dir.path(),
+        ns,
+        "kleidia-data-postgres-cluster-0",
+        "postgres:15.4",
+        &pg_env(),
+    );
+    pg.start(&db).await.expect("postgres starts");
+
+    let rt = KleidiaRuntime::new();
+    assert!(rt.matches("ghcr.io/kleidia/kleidia-backend:1.1.0"));
+    assert!(rt.matches("ghcr.io/kleidia/kleidia-frontend:1.1.0"));
+    assert!(!rt.matches("postgres:15"));
+    let mut backend = container(
+        dir.path(),
+        ns,
+        "kleidia-services-backend-7d9f-abcde",
+        "ghcr.io/kleidia/kleidia-backend:1.1.0",
+        &[
+            ("DB_HOST", "kleidia-data-postgres-cluster"),
+            ("DB_USER", "yubiuser"),
+            ("DB_NAME", "kleidia"),
+        ],
+    );
+    backend.ports = vec![8080];
+    rt.start(&backend).await.expect("backend starts");
+    let mut ready = false;
+    for _ in 0..100 {
+        if rt.ready(&backend).await {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "backend ready once its database answers");
+    let (status, body) = http_get(&rt, &backend, 8080, "/api/health").await;
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], "1.1.0");
+    assert!(rt.connect(&backend, 9999).await.is_err(), "undeclared port");
+
+    // The pre-upgrade hook's command, twice: idempotent.
+    for _ in 0..2 {
+        let out = exec(&rt, &backend, &["/app/kleidia-backend", "migrate"], None)
+            .await
+            .ok("migrate");
+        assert!(out.contains("migrations complete"), "{out}");
+    }
+    let tables = exec(
+        &pg,
+        &db,
+        &[
+            "psql",
+            "-U",
+            "yubiuser",
+            "-d",
+            "kleidia",
+            "-tAc",
+            "SELECT string_agg(version, ',') FROM schema_migrations",
+        ],
+        None,
+    )
+    .await
+    .ok("schema_migrations");
+    assert_eq!(tables.trim(), "1.1.0");
+    let columns = exec(
+        &pg,
+        &db,
+        &["psql", "-U", "yubiuser", "-d", "kleidia", "-tAc",
+          "SELECT count(*) FROM information_schema.columns WHERE table_name = 'yubikeys' AND column_name = 'firmware_version'"],
+        None,
+    )
+    .await
+    .ok("columns");
+    assert_eq!(columns.trim(), "1");
+    let log = std::fs::read_to_string(&backend.log_path).unwrap();
+    assert!(log.contains("migrat"), "{log}");
+
+    // Without its database the backend is not healthy.
+    pg.stop(&db).await;
+    let (status, _) = http_get(&rt, &backend, 8080, "/api/health").await;
+    assert_eq!(status, 503);
+    assert!(!rt.ready(&backend).await);
+    let out = exec(&rt, &backend, &["kleidia-backend", "migrate"], None).await;
+    assert_eq!(out.outcome, ExecOutcome::Exit(1));
+    assert!(
+        out.stderr.contains("no running PostgreSQL"),
+        "{}",
+        out.stderr
+    );
+    rt.stop(&backend).await;
+
+    let mut frontend = container(
+        dir.path(),
+        ns,
+        "kleidia-services-frontend-1",
+        "ghcr.io/kleidia/kleidia-frontend:1.1.0",
+        &[],
+    );
+    frontend.ports = vec![8080];
+    rt.start(&frontend).await.expect("frontend starts");
+    assert!(rt.ready(&frontend).await);
+    let (status, body) = http_get(&rt, &frontend, 8080, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<html>") && body.contains("1.1.0"), "{body}");
+    rt.stop(&frontend).await;
+
+    let broken = container(
+        dir.path(),
+        ns,
+        "b-1",
+        "ghcr.io/kleidia/kleidia-backend:1.1.0-broken",
+        &[],
+    );
+    assert!(rt.start(&broken).await.is_err());
+}
