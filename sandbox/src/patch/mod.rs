@@ -9,12 +9,12 @@
 //! | `application/merge-patch+json`            | [`merge::apply`]                 |
 //! | `application/json-patch+json`             | [`json::apply`]                  |
 //! | `application/strategic-merge-patch+json`  | [`strategic::apply`]             |
-//! | `application/apply-patch+yaml`            | `apply::server_side_apply`     |
+//! | `application/apply-patch+yaml`            | [`apply::server_side_apply`]     |
 //!
 //! Writes that carry a `fieldManager` but are not server-side apply record
-//! ownership with `apply::record_update`.
+//! ownership with [`apply::record_update`].
 
-// pub mod apply;
+pub mod apply;
 pub mod json;
 pub mod merge;
 pub mod schema;

@@ -17,7 +17,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 
 use futures::future::BoxFuture;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::runtime::{ContainerRef, ExecIo, ExecOutcome, ImageRuntime};
@@ -160,7 +160,10 @@ impl ShellRuntime {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group, so everything it starts is stopped
+            // with it (a container's processes end with the container).
+            .process_group(0);
         if io.tty {
             cmd.env("TERM", "xterm");
         }
@@ -174,6 +177,7 @@ impl ShellRuntime {
             }
         };
 
+        let _group = ProcessGroup(child.id());
         let ExecIo {
             stdin,
             mut stdout,
@@ -196,8 +200,27 @@ impl ShellRuntime {
             let _ = tokio::io::copy(&mut child_out, &mut stdout).await;
             let _ = stdout.shutdown().await;
         };
+        // Messages name paths as the container sees them.
+        let unmap = Unmap {
+            root: root.to_string_lossy().into_owned(),
+            program: program.to_string_lossy().into_owned(),
+            prog_name: prog_name.clone(),
+        };
         let err = async move {
-            let _ = tokio::io::copy(&mut child_err, &mut stderr).await;
+            let mut reader = tokio::io::BufReader::new(&mut child_err);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let fixed = unmap.apply(&line);
+                        if stderr.write_all(&fixed).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
             let _ = stderr.shutdown().await;
         };
         // stdin feeding may block forever when the client never closes it;
@@ -228,6 +251,45 @@ impl ImageRuntime for ShellRuntime {
         io: ExecIo,
     ) -> BoxFuture<'a, ExecOutcome> {
         Box::pin(Self::run(c, command, io, &[], &[]))
+    }
+}
+
+/// Rewrites host paths in diagnostics back to the container's view.
+struct Unmap {
+    root: String,
+    program: String,
+    prog_name: String,
+}
+
+impl Unmap {
+    fn apply(&self, line: &[u8]) -> Vec<u8> {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return line.to_vec();
+        };
+        let text = text.replace(
+            &format!("{}: ", self.program),
+            &format!("{}: ", self.prog_name),
+        );
+        let text = text.replace(&format!("{}/", self.root), "/");
+        text.replace(&self.root, "/").into_bytes()
+    }
+}
+
+/// Kills the whole process group when dropped (command finished, or the
+/// exec was abandoned).
+struct ProcessGroup(Option<u32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0
+            && let Ok(pgid) = i32::try_from(pid)
+        {
+            // SAFETY: kill(2) with a negative pid signals that process group;
+            // no memory is involved.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
     }
 }
 
@@ -282,6 +344,7 @@ fn is_executable(p: &Path) -> bool {
 fn utility_bin_dir() -> Result<&'static PathBuf, String> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     DIR.get_or_init(|| {
+        // SAFETY: geteuid(2) has no preconditions and cannot fail.
         let uid = unsafe { libc::geteuid() };
         let dir = std::env::temp_dir().join(format!("kleidia-sandbox-utils-{uid}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
