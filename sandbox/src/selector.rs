@@ -251,6 +251,34 @@ impl FieldSelector {
     }
 }
 
+/// A `LabelSelector` object in query-string form (`app=web,tier in (a,b)`),
+/// as a Scale's `status.selector` shows it.
+pub fn object_to_string(v: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = v.get("matchLabels").and_then(Value::as_object) {
+        for (k, val) in m {
+            parts.push(format!("{k}={}", val.as_str().unwrap_or_default()));
+        }
+    }
+    if let Some(exprs) = v.get("matchExpressions").and_then(Value::as_array) {
+        for e in exprs {
+            let key = e["key"].as_str().unwrap_or_default();
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match e["operator"].as_str().unwrap_or_default() {
+                "In" => parts.push(format!("{key} in ({})", values.join(","))),
+                "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
+                "Exists" => parts.push(key.to_string()),
+                "DoesNotExist" => parts.push(format!("!{key}")),
+                _ => {}
+            }
+        }
+    }
+    parts.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
