@@ -64,6 +64,15 @@ impl std::fmt::Display for OpenBaoStorage {
     }
 }
 
+impl From<crate::state::OpenBaoStorage> for OpenBaoStorage {
+    fn from(s: crate::state::OpenBaoStorage) -> Self {
+        match s {
+            crate::state::OpenBaoStorage::Raft => Self::Raft,
+            crate::state::OpenBaoStorage::File => Self::File,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpenBaoError {
     #[error(
