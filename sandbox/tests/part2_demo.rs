@@ -102,4 +102,53 @@ fn install_demo_brings_up_the_three_releases_with_real_software() {
         ],
     );
     assert!(version.contains("PostgreSQL"), "{version}");
+
+    // The runbook's OpenBao backup: a raft snapshot saved inside the pod,
+    // then copied out with kubectl cp.
+    let root = sandbox
+        .shared()
+        .container_dir(NAMESPACE, "kleidia-platform-openbao-0", "openbao")
+        .join("root");
+    let token = kleidia_sandbox::runtimes::openbao::root_token_at(&root)
+        .expect("the runtime kept the root token");
+    let with_token = format!("BAO_TOKEN={token}");
+    kubectl(
+        &kc,
+        &[
+            "exec",
+            "kleidia-platform-openbao-0",
+            "-n",
+            "kleidia",
+            "--",
+            "env",
+            &with_token,
+            "vault",
+            "operator",
+            "raft",
+            "snapshot",
+            "save",
+            "/tmp/vault-backup.snap",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("vault-backup.snap");
+    kubectl(
+        &kc,
+        &[
+            "cp",
+            "kleidia/kleidia-platform-openbao-0:/tmp/vault-backup.snap",
+            local.to_str().unwrap(),
+        ],
+    );
+    let snap = std::fs::read(&local).expect("snapshot copied out");
+    let mut names: Vec<String> = tar::Archive::new(flate2::read::GzDecoder::new(&snap[..]))
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["SHA256SUMS", "SHA256SUMS.sealed", "meta.json", "state.bin"]
+    );
 }
