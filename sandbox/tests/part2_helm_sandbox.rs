@@ -396,6 +396,67 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
     assert_eq!(status["info"]["status"], "deployed");
     assert_eq!(status["chart"]["metadata"]["version"], "1.0.0");
 
+    // Platform and data move to 1.1.0: their StatefulSet pods are replaced
+    // and come back with their data (PostgreSQL rows, an OpenBao that
+    // unseals by itself with the kept static key).
+    for release in ["kleidia-platform", "kleidia-data"] {
+        env.helm_ok(&[
+            "upgrade",
+            release,
+            &chart("1.1.0", release),
+            "-n",
+            "kleidia",
+            "--wait",
+            "--timeout",
+            "3m",
+        ]);
+    }
+    let images = env.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "kleidia",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
+    ]);
+    assert!(images.contains("postgres:15.6"), "{images}");
+    assert!(images.contains("openbao:2.4.3"), "{images}");
+    let versions = env.kubectl(&[
+        "exec",
+        "kleidia-data-postgres-cluster-0",
+        "-n",
+        "kleidia",
+        "--",
+        "psql",
+        "-U",
+        "yubiuser",
+        "-d",
+        "kleidia",
+        "-tAc",
+        "SELECT count(*) FROM schema_migrations",
+    ]);
+    assert_eq!(
+        versions.trim(),
+        "2",
+        "rows survive the PostgreSQL pod's replacement"
+    );
+    let status: Value = serde_json::from_str(&env.kubectl(&[
+        "exec",
+        "kleidia-platform-openbao-0",
+        "-n",
+        "kleidia",
+        "--",
+        "bao",
+        "status",
+        "-format=json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        status["sealed"], false,
+        "OpenBao unseals itself after its pod is replaced"
+    );
+    assert_eq!(status["initialized"], true);
+
     let missing = env.helm(&["history", "no-such-release", "-n", "kleidia"]);
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(
