@@ -554,7 +554,11 @@ def output_release(args: argparse.Namespace, rel: dict[str, Any]) -> None:
     elif args.dry_run and args.dry_run != "none":
         print_dry_run(rel)
     else:
-        print_status(rel)
+        try:
+            info = config(args).get_all(rel.get("name", ""), revision=rel.get("revision")).get("info") or {}
+        except helm.HelmError:
+            info = {}
+        print_status(rel, info)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> None:
@@ -836,6 +840,11 @@ def main(argv: list[str]) -> int:
     args.namespace = args.namespace or os.environ.get("HELM_NAMESPACE") or kubeconfig_namespace(args) or "default"
     args.kube_context = args.kube_context or os.environ.get("HELM_KUBECONTEXT") or None
     args.kubeconfig = args.kubeconfig or None
+    if args.debug or os.environ.get("HELM_DEBUG", "").lower() in ("1", "true"):
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(message)s")
+        helm.enable_logging(logging.DEBUG)
     if args.command == "get" and not getattr(args, "get_what", None):
         die('"helm get" requires a subcommand: all, hooks, manifest, metadata, notes, values')
     try:

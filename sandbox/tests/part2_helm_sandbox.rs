@@ -162,6 +162,12 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
             "{out}"
         );
         assert!(out.contains("STATUS: deployed"), "{out}");
+        if release == "kleidia-services" {
+            assert!(
+                out.contains("NOTES:\nKleidia 1.0.0 is deployed in namespace kleidia."),
+                "{out}"
+            );
+        }
     }
 
     // helm list, as JSON: the fields and shapes of the real CLI.
