@@ -302,9 +302,14 @@ def cmd_version(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace) -> None:
     cfg = config(args)
+    states = [
+        st.replace("_", "-")
+        for st in ("deployed", "failed", "pending", "superseded", "uninstalled", "uninstalling")
+        if getattr(args, st)
+    ]
     try:
         releases = cfg.list(
-            all_states=args.all,
+            all_states=args.all or bool(states),
             all_namespaces=args.all_namespaces,
             limit=args.max or None,
             offset=args.offset or None,
@@ -312,6 +317,11 @@ def cmd_list(args: argparse.Namespace) -> None:
         )
     except helm.HelmError as exc:
         engine_error(exc)
+    if states and not args.all:
+        wanted = set(states)
+        if "pending" in wanted:
+            wanted |= {"pending-install", "pending-upgrade", "pending-rollback"}
+        releases = [r for r in releases if r.get("status") in wanted]
     releases = sorted(releases, key=lambda r: (r.get("name", ""), r.get("namespace", "")))
     for r in releases:
         try:

@@ -374,6 +374,10 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
     assert!(err.starts_with("Error: UPGRADE FAILED: "), "{err}");
     let records = env.release_records("kleidia-services");
     assert_eq!(records.last().unwrap().1["info"]["status"], "failed");
+    assert_eq!(
+        env.helm_ok(&["ls", "-n", "kleidia", "--failed", "-q"]),
+        "kleidia-services\n"
+    );
 
     // --atomic: the failed upgrade is rolled back.
     let out = env.helm(&[
