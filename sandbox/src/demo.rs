@@ -46,10 +46,12 @@ pub enum DemoError {
 /// The runtimes that make pods run real software, for
 /// `SandboxOptions::runtimes` (highest priority first).
 pub fn real_runtimes(openbao_storage: OpenBaoStorage) -> Vec<Arc<dyn ImageRuntime>> {
+    let postgres = PostgresRuntime::new();
+    let databases = postgres.registry();
     vec![
-        Arc::new(PostgresRuntime::new()),
+        Arc::new(postgres),
         Arc::new(OpenBaoRuntime::new(openbao_storage)),
-        Arc::new(KleidiaRuntime::new()),
+        Arc::new(KleidiaRuntime::new(databases)),
     ]
 }
 

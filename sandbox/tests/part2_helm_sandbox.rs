@@ -7,13 +7,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use kleidia_sandbox::runtimes::backend::KleidiaRuntime;
-use kleidia_sandbox::runtimes::openbao::{OpenBaoRuntime, OpenBaoStorage};
-use kleidia_sandbox::runtimes::postgres::PostgresRuntime;
+use kleidia_sandbox::demo::real_runtimes;
+use kleidia_sandbox::runtimes::openbao::OpenBaoStorage;
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
 use serde_json::Value;
 
@@ -37,11 +35,7 @@ impl Env {
             );
         }
         let sandbox = Sandbox::start(SandboxOptions {
-            runtimes: vec![
-                Arc::new(PostgresRuntime::new()),
-                Arc::new(OpenBaoRuntime::new(OpenBaoStorage::Raft)),
-                Arc::new(KleidiaRuntime::new()),
-            ],
+            runtimes: real_runtimes(OpenBaoStorage::Raft),
             pod_ready_delay: Duration::from_millis(100),
             ..SandboxOptions::default()
         })

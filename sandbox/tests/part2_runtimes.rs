@@ -533,7 +533,7 @@ async fn backend_reports_health_and_migrates_the_real_database() {
     );
     pg.start(&db).await.expect("postgres starts");
 
-    let rt = KleidiaRuntime::new();
+    let rt = KleidiaRuntime::new(pg.registry());
     assert!(rt.matches("ghcr.io/kleidia/kleidia-backend:1.1.0"));
     assert!(rt.matches("ghcr.io/kleidia/kleidia-frontend:1.1.0"));
     assert!(!rt.matches("postgres:15"));
