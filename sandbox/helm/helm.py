@@ -434,7 +434,12 @@ def cmd_get(args: argparse.Namespace) -> None:
                 sys.stdout.write(dump_yaml(meta))
             else:
                 for key, value in meta.items():
-                    sys.stdout.write(f"{key.upper()}: {value}\n")
+                    label = re.sub(r"(?<!^)(?=[A-Z])", "_", key).upper()
+                    if isinstance(value, dict):
+                        value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+                    elif isinstance(value, list):
+                        value = ",".join(str(v) for v in value)
+                    sys.stdout.write(f"{label}: {value}\n")
         else:  # all
             rel = full_release(cfg, args.release, args.revision or None)
             print_status({"name": rel["name"], "namespace": rel["namespace"], "revision": rel["version"], "status": rel["info"].get("status")}, rel["info"])
@@ -691,6 +696,10 @@ class Parser(argparse.ArgumentParser):
         m = re.match(r"argument (?:command|get_what): invalid choice: '([^']*)'", message)
         if m:
             die(f'unknown command "{m.group(1)}" for "{self.prog}"\nRun \'{self.prog} --help\' for usage.')
+        if message.startswith("the following arguments are required"):
+            missing = message.split(":", 1)[1].count(",") + 1
+            noun = "argument" if missing == 1 else "arguments"
+            die(f'"{self.prog}" requires {missing} {noun}\n\nUsage:  {self.prog} [flags]')
         message = message.replace("unrecognized arguments:", "unknown flag:")
         die(message)
 
