@@ -13,6 +13,7 @@ use std::io::Read;
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::ListParams;
 use serde::{Deserialize, Serialize};
@@ -284,28 +285,14 @@ impl ReleaseStore {
     /// Every revision of `release`, from labels only (newest last).
     pub async fn revisions(&self, release: &str) -> Result<Vec<RevisionLabel>, ReleaseError> {
         let lp = Self::selector(release);
-        let metas: Vec<_> = match self.driver {
-            StorageDriver::Secret => {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-                api.list_metadata(&lp)
-                    .await
-                    .map_err(|e| self.cluster_error(e, &self.list_action(), release))?
-                    .items
-                    .into_iter()
-                    .map(|m| m.metadata)
-                    .collect()
+        let metas = match self.list_metadata(&lp).await {
+            // Servers that cannot serve metadata-only lists: read full objects.
+            Err(kube::Error::Api(status)) if matches!(status.code, 406 | 415) => {
+                self.list_full_metadata(&lp).await
             }
-            StorageDriver::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-                api.list_metadata(&lp)
-                    .await
-                    .map_err(|e| self.cluster_error(e, &self.list_action(), release))?
-                    .items
-                    .into_iter()
-                    .map(|m| m.metadata)
-                    .collect()
-            }
-        };
+            other => other,
+        }
+        .map_err(|e| self.cluster_error(e, &self.list_action(), release))?;
         let mut out = Vec::new();
         for meta in metas {
             let name = meta.name.unwrap_or_default();
@@ -322,6 +309,52 @@ impl ReleaseStore {
         }
         out.sort_by_key(|r| r.revision);
         Ok(out)
+    }
+
+    async fn list_metadata(&self, lp: &ListParams) -> Result<Vec<ObjectMeta>, kube::Error> {
+        Ok(match self.driver {
+            StorageDriver::Secret => {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+                api.list_metadata(lp)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|m| m.metadata)
+                    .collect()
+            }
+            StorageDriver::ConfigMap => {
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+                api.list_metadata(lp)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|m| m.metadata)
+                    .collect()
+            }
+        })
+    }
+
+    async fn list_full_metadata(&self, lp: &ListParams) -> Result<Vec<ObjectMeta>, kube::Error> {
+        Ok(match self.driver {
+            StorageDriver::Secret => {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+                api.list(lp)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|m| m.metadata)
+                    .collect()
+            }
+            StorageDriver::ConfigMap => {
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+                api.list(lp)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|m| m.metadata)
+                    .collect()
+            }
+        })
     }
 
     /// The newest revision of `release`, fetching only that one record.
