@@ -126,13 +126,16 @@ impl ExecOutcome {
     }
 }
 
+/// A command's standard output.
+pub type BoxedStdout = Pin<Box<dyn AsyncRead + Send>>;
+
 /// A running command: read stdout with [`ExecStream::take_stdout`] (an
 /// `AsyncRead`), optionally write stdin, then [`ExecStream::finish`] for the
 /// exit status and the captured stderr.
 pub struct ExecStream {
     pod: String,
     command: String,
-    stdout: Option<Pin<Box<dyn AsyncRead + Send>>>,
+    stdout: Option<BoxedStdout>,
     stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
     stderr: Option<JoinHandle<CapturedStderr>>,
     status: Option<BoxFuture<'static, Option<Status>>>,
@@ -174,9 +177,7 @@ impl ExecStream {
                     &format!("pod {namespace}/{pod}"),
                 )
             })?;
-        let stdout = process
-            .stdout()
-            .map(|r| Box::pin(r) as Pin<Box<dyn AsyncRead + Send>>);
+        let stdout = process.stdout().map(|r| Box::pin(r) as BoxedStdout);
         let stdin = process
             .stdin()
             .map(|w| Box::pin(w) as Pin<Box<dyn AsyncWrite + Send>>);
@@ -195,7 +196,7 @@ impl ExecStream {
 
     /// The command's standard output. Read it to the end before
     /// [`ExecStream::finish`].
-    pub fn take_stdout(&mut self) -> Option<Pin<Box<dyn AsyncRead + Send>>> {
+    pub fn take_stdout(&mut self) -> Option<BoxedStdout> {
         self.stdout.take()
     }
 
@@ -203,6 +204,23 @@ impl ExecStream {
     /// down to signal end-of-file.
     pub fn take_stdin(&mut self) -> Option<Pin<Box<dyn AsyncWrite + Send>>> {
         self.stdin.take()
+    }
+
+    /// Splits into stdout and a future for the outcome, for consumers that
+    /// hand the two to different owners (a backup writer reads the stream,
+    /// then judges it by the outcome). Await the future only after reading
+    /// stdout to its end.
+    pub fn into_parts(
+        mut self,
+    ) -> (
+        BoxedStdout,
+        BoxFuture<'static, Result<ExecOutcome, ExecError>>,
+    ) {
+        let stdout = self
+            .stdout
+            .take()
+            .unwrap_or_else(|| Box::pin(tokio::io::empty()));
+        (stdout, self.finish().boxed())
     }
 
     /// Waits for the command to end. Output not taken is discarded.
@@ -387,5 +405,15 @@ mod tests {
         assert_eq!(c.bytes.len(), STDERR_LIMIT);
         assert_eq!(c.dropped, 100);
         assert!(c.text().ends_with("[... 100 more bytes]"));
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    #[test]
+    fn streams_can_move_between_tasks() {
+        fn is_send<T: Send + 'static>() {}
+        is_send::<super::ExecStream>();
+        is_send::<crate::cluster::portforward::PortForwardStream>();
     }
 }
