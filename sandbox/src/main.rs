@@ -1,1 +1,383 @@
-fn main() {}
+//! `kleidia-sandbox`: run a local Kubernetes API for tests and demos.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use kleidia_sandbox::faults::FaultRequest;
+use kleidia_sandbox::server::client::Client;
+use kleidia_sandbox::server::{Sandbox, SandboxOptions, private_dir, shell_exports};
+use kleidia_sandbox::state::OpenBaoStorage;
+
+#[derive(Parser)]
+#[command(
+    name = "kleidia-sandbox",
+    version,
+    about = "A local Kubernetes API whose pods run real software"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a sandbox; prints `export` lines for your shell.
+    Up {
+        /// Folder for the kubeconfig, logs and container data.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Run in the background and return once it is ready.
+        #[arg(long)]
+        detach: bool,
+        /// Start without the demo releases.
+        #[arg(long)]
+        empty: bool,
+        /// How the demo OpenBao stores its data: file or raft.
+        #[arg(long, default_value = "file")]
+        openbao_storage: OpenBaoStorage,
+        /// Milliseconds from a pod's start until it is Ready.
+        #[arg(long, default_value_t = 500)]
+        pod_ready_delay: u64,
+        /// Port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Stop a sandbox started with `up --detach`.
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Print the `export` lines for a running sandbox.
+    Env {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Inject faults into a running sandbox.
+    Fault {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Reset all faults first.
+        #[arg(long)]
+        clear: bool,
+        /// Fraction of requests (0..1) that fail.
+        #[arg(long)]
+        error_rate: Option<f64>,
+        /// Status of failed requests: 500 or 429.
+        #[arg(long)]
+        error_code: Option<u16>,
+        /// Only requests whose path contains this.
+        #[arg(long)]
+        path: Option<String>,
+        /// Delay added to each request.
+        #[arg(long)]
+        latency_ms: Option<u64>,
+        /// Cut a pod's exec streams after N bytes: POD=N (0 removes).
+        #[arg(long, value_name = "POD=BYTES")]
+        exec_kill: Vec<String>,
+        /// End all open watch streams now.
+        #[arg(long)]
+        drop_watches: bool,
+    },
+    /// Replace the authorization rules (JSON list of rules, `-` for stdin).
+    Authz {
+        #[arg(long)]
+        dir: PathBuf,
+        /// File with a JSON array of rules; omit to allow everything.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kleidia-sandbox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn venv_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .map(|a| a.join(".venv/bin"))
+        .find(|p| p.is_dir())
+}
+
+fn state_file(dir: &Path) -> PathBuf {
+    dir.join("sandbox.json")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StateFile {
+    pid: u32,
+    url: String,
+}
+
+fn read_state(dir: &Path) -> Result<StateFile> {
+    let p = state_file(dir);
+    let text = std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "no sandbox is running in {} ({} is missing); start one with `kleidia-sandbox up --dir {} --detach`",
+            dir.display(),
+            p.display(),
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a sandbox state file", p.display()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Up {
+            dir,
+            detach,
+            empty,
+            openbao_storage,
+            pod_ready_delay,
+            port,
+        } => {
+            private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let dir = dir.canonicalize()?;
+            if let Ok(s) = read_state(&dir)
+                && alive(s.pid)
+            {
+                bail!(
+                    "a sandbox (pid {}) already runs in {}; stop it with `kleidia-sandbox down --dir {}`",
+                    s.pid,
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            if detach {
+                return up_detached(&dir);
+            }
+            let sb = Sandbox::start(SandboxOptions {
+                dir: Some(dir.clone()),
+                port,
+                pod_ready_delay: Duration::from_millis(pod_ready_delay),
+                empty,
+                openbao_storage,
+                ..SandboxOptions::default()
+            })?;
+            let state = StateFile {
+                pid: std::process::id(),
+                url: sb.url().to_string(),
+            };
+            std::fs::write(state_file(&dir), serde_json::to_vec(&state)?)?;
+            print!("{}", shell_exports(&dir, venv_bin().as_deref()));
+            eprintln!(
+                "kleidia-sandbox: serving {} (stop with Ctrl-C or `kleidia-sandbox down --dir {}`)",
+                sb.url(),
+                dir.display()
+            );
+            sb.handle().block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = signal(SignalKind::terminate())?;
+                let mut int = signal(SignalKind::interrupt())?;
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                Ok::<_, std::io::Error>(())
+            })?;
+            sb.shutdown();
+            let _ = std::fs::remove_file(state_file(&dir));
+            Ok(())
+        }
+        Command::Down { dir } => down(&dir),
+        Command::Env { dir } => {
+            read_state(&dir)?;
+            print!(
+                "{}",
+                shell_exports(&dir.canonicalize()?, venv_bin().as_deref())
+            );
+            Ok(())
+        }
+        Command::Fault {
+            dir,
+            clear,
+            error_rate,
+            error_code,
+            path,
+            latency_ms,
+            exec_kill,
+            drop_watches,
+        } => {
+            let mut req = FaultRequest {
+                clear,
+                error_rate,
+                error_code,
+                path_contains: path,
+                latency_ms,
+                drop_watches,
+                ..Default::default()
+            };
+            for e in exec_kill {
+                let (pod, n) = e
+                    .split_once('=')
+                    .with_context(|| format!("--exec-kill {e:?} is not POD=BYTES"))?;
+                let n: u64 = n
+                    .parse()
+                    .with_context(|| format!("--exec-kill {e:?}: {n:?} is not a byte count"))?;
+                req.exec_kill.insert(pod.to_string(), n);
+            }
+            let reply = admin_request(&dir, "/sandbox/faults", serde_json::to_vec(&req)?)?;
+            println!("{}", serde_json::to_string_pretty(&reply)?);
+            Ok(())
+        }
+        Command::Authz { dir, rules } => {
+            let body = match rules {
+                None => serde_json::to_vec(&vec![kleidia_sandbox::authz::Rule::allow_all()])?,
+                Some(p) if p.as_os_str() == "-" => {
+                    let mut s = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)?;
+                    s
+                }
+                Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+            };
+            let reply = admin_request_method(&dir, hyper::Method::PUT, "/sandbox/authz", body)?;
+            println!("{}", serde_json::to_string_pretty(&reply)?);
+            Ok(())
+        }
+    }
+}
+
+/// Token and CA from the sandbox's kubeconfig.
+fn client_for(dir: &Path) -> Result<Client> {
+    let state = read_state(dir)?;
+    let kc_path = dir.join("kubeconfig");
+    let kc: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(&kc_path)
+            .with_context(|| format!("reading {}", kc_path.display()))?,
+    )?;
+    let token = kc
+        .pointer("/users/0/user/token")
+        .and_then(|v| v.as_str())
+        .context("the kubeconfig has no token")?;
+    let ca_b64 = kc
+        .pointer("/clusters/0/cluster/certificate-authority-data")
+        .and_then(|v| v.as_str())
+        .context("the kubeconfig has no certificate-authority-data")?;
+    use base64::Engine;
+    let ca = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(ca_b64)?)?;
+    Ok(Client::new(&state.url, &ca, Some(token))?)
+}
+
+fn admin_request(dir: &Path, path: &str, body: Vec<u8>) -> Result<serde_json::Value> {
+    admin_request_method(dir, hyper::Method::POST, path, body)
+}
+
+fn admin_request_method(
+    dir: &Path,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<serde_json::Value> {
+    let client = client_for(dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reply =
+        rt.block_on(client.send(method, path, &[("content-type", "application/json")], body))?;
+    if !reply.status.is_success() {
+        bail!(
+            "the sandbox refused the request ({}): {}",
+            reply.status,
+            reply.json()["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(reply.json())
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+fn up_detached(dir: &Path) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--detach")
+        .collect();
+    let log = dir.join("sandbox.log");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
+    let _ = std::fs::remove_file(state_file(dir));
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    // SAFETY: setsid is async-signal-safe; it detaches the child from our
+    // terminal and session so it survives this process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the background sandbox")?;
+    let pid = child.id();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the background sandbox exited ({status}) before it was ready; see {}",
+                log.display()
+            );
+        }
+        if let Ok(s) = read_state(dir)
+            && s.pid == pid
+        {
+            let port = s.url.rsplit(':').next().unwrap_or("0");
+            if std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok() {
+                break;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            // SAFETY: plain signal to the child we started.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            bail!(
+                "the background sandbox was not ready within 15 s; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    print!("{}", shell_exports(dir, venv_bin().as_deref()));
+    Ok(())
+}
+
+fn down(dir: &Path) -> Result<()> {
+    let state = read_state(dir)?;
+    let pid = state.pid as i32;
+    if alive(state.pid) {
+        // SAFETY: signals to the sandbox process we started (pid from its
+        // own state file).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let start = Instant::now();
+        while alive(state.pid) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive(state.pid) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        // Whatever its containers left behind in its process group.
+        // SAFETY: the detached sandbox leads its own process group.
+        unsafe { libc::kill(-pid, libc::SIGTERM) };
+    }
+    let _ = std::fs::remove_file(state_file(dir));
+    eprintln!("kleidia-sandbox: stopped the sandbox in {}", dir.display());
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! Container runtimes that ship with the sandbox. The [`shell`] runtime is
+//! the default: it matches every image, so it goes in first and everything
+//! registered later takes precedence.
+
+pub mod shell;
+
+use std::sync::Arc;
+
+use crate::runtime::Runtimes;
+
+pub use shell::ShellRuntime;
+
+/// The runtimes every sandbox has: just the shell runtime. Part 2 registers
+/// its PostgreSQL/OpenBao/backend runtimes on top with
+/// [`Runtimes::register`].
+pub fn default_runtimes() -> Runtimes {
+    let mut r = Runtimes::new();
+    r.register(Arc::new(ShellRuntime::new()));
+    r
+}

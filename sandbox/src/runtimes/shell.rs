@@ -1,0 +1,683 @@
+//! The default container runtime: a few real shell utilities, run as child
+//! processes whose filesystem root is the container's `root` folder.
+//!
+//! There is no chroot: absolute path arguments are mapped into the
+//! container's root (`/tmp/x` -> `<root>/tmp/x`), the working directory is
+//! `<root>`, and `PATH` holds only the allowed utilities (plus the
+//! `extra_path` folders other runtimes pass in). `tar` operands are made
+//! relative to `<root>` so the archive member names come out exactly as a
+//! real container's tar writes them (`tmp/foo/...`), which is what
+//! `kubectl cp` expects in both directions.
+//!
+//! Other runtimes (PostgreSQL, OpenBao) delegate their non-server commands to
+//! [`ShellRuntime::run`], adding their own binaries and environment.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::runtime::{ContainerRef, ExecIo, ExecOutcome, ImageRuntime};
+
+/// The utilities every sandbox container has (resolved on the host's PATH).
+pub const UTILITIES: &[&str] = &[
+    "sh",
+    "bash",
+    "cat",
+    "tar",
+    "echo",
+    "ls",
+    "rm",
+    "mkdir",
+    "test",
+    "[",
+    "true",
+    "false",
+    "sleep",
+    "env",
+    "date",
+    "printf",
+    "head",
+    "tail",
+    "wc",
+    "cp",
+    "mv",
+    "touch",
+    "chmod",
+    "grep",
+    "sed",
+    "cut",
+    "sort",
+    "uniq",
+    "tr",
+    "find",
+    "stat",
+    "gzip",
+    "gunzip",
+    "zcat",
+    "base64",
+    "sha256sum",
+    "md5sum",
+    "cmp",
+    "basename",
+    "dirname",
+    "mktemp",
+    "xargs",
+    "du",
+    "df",
+    "id",
+    "hostname",
+    "whoami",
+    "tee",
+    "seq",
+    "awk",
+    "ln",
+    "readlink",
+    "realpath",
+    "uname",
+    "dd",
+    "pwd",
+    "kill",
+    "ps",
+];
+
+/// Folders on the host where the utilities are looked up.
+const HOST_PATH: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"];
+
+/// The default runtime: matches every image.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShellRuntime;
+
+impl ShellRuntime {
+    pub fn new() -> Self {
+        Self
+    }
+
+    /// Runs `command` for container `c`: absolute path arguments are mapped
+    /// into `c.root`, the working directory is `c.root`, the environment is
+    /// the container's env plus `extra_env`, and `PATH` lists `extra_path`
+    /// first, then the allowed utilities. Streams stay streams: stdin is
+    /// copied to the child as it arrives, stdout/stderr as the child writes.
+    /// The child is killed if the returned future is dropped.
+    pub async fn run(
+        c: &ContainerRef,
+        command: Vec<String>,
+        io: ExecIo,
+        extra_env: &[(String, String)],
+        extra_path: &[PathBuf],
+    ) -> ExecOutcome {
+        let Some(argv0) = command.first() else {
+            return ExecOutcome::Failed(
+                "OCI runtime exec failed: exec failed: unable to start container process: \
+                 exec: no command given: unknown"
+                    .to_string(),
+            );
+        };
+        let Some(program) = resolve(argv0, extra_path) else {
+            return not_found(argv0);
+        };
+        let prog_name = Path::new(argv0)
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| argv0.clone());
+        let root = &c.root;
+        if let Err(e) = std::fs::create_dir_all(root) {
+            return ExecOutcome::Failed(format!(
+                "cannot prepare container root {}: {e}",
+                root.display()
+            ));
+        }
+        let args = map_args(&prog_name, &command[1..], root);
+
+        let mut path_dirs: Vec<PathBuf> = extra_path.to_vec();
+        match utility_bin_dir() {
+            Ok(d) => path_dirs.push(d.clone()),
+            Err(e) => {
+                return ExecOutcome::Failed(format!("cannot prepare the utility folder: {e}"));
+            }
+        }
+        let path = std::env::join_paths(&path_dirs)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+
+        let mut cmd = Command::new(&program);
+        cmd.args(&args)
+            .current_dir(root)
+            .env_clear()
+            .env("HOME", root)
+            .env("HOSTNAME", &c.pod)
+            .env("LANG", "C.UTF-8")
+            .envs(c.env.iter())
+            .env("PATH", &path)
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
+            .stdin(if io.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // Its own process group, so everything it starts is stopped
+            // with it (a container's processes end with the container).
+            .process_group(0);
+        if io.tty {
+            cmd.env("TERM", "xterm");
+        }
+        let mut child = match cmd.spawn() {
+            Ok(ch) => ch,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return not_found(argv0),
+            Err(e) => {
+                return ExecOutcome::Failed(format!(
+                    "OCI runtime exec failed: exec failed: unable to start container process: {e}: unknown"
+                ));
+            }
+        };
+
+        let _group = ProcessGroup(child.id());
+        let ExecIo {
+            stdin,
+            mut stdout,
+            mut stderr,
+            ..
+        } = io;
+        let child_in = child.stdin.take();
+        let mut child_out = child.stdout.take().expect("stdout is piped");
+        let mut child_err = child.stderr.take().expect("stderr is piped");
+
+        let feed = async move {
+            if let (Some(mut from), Some(mut to)) = (stdin, child_in) {
+                // A child that exits without reading all of stdin is normal
+                // (`head`), so a broken pipe here is not an error.
+                let _ = tokio::io::copy(&mut from, &mut to).await;
+                let _ = to.shutdown().await;
+            }
+        };
+        let out = async move {
+            let _ = tokio::io::copy(&mut child_out, &mut stdout).await;
+            let _ = stdout.shutdown().await;
+        };
+        // Messages name paths as the container sees them.
+        let unmap = Unmap {
+            root: root.to_string_lossy().into_owned(),
+            program: program.to_string_lossy().into_owned(),
+            prog_name: prog_name.clone(),
+        };
+        let err = async move {
+            let mut reader = tokio::io::BufReader::new(&mut child_err);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let fixed = unmap.apply(&line);
+                        if stderr.write_all(&fixed).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = stderr.shutdown().await;
+        };
+        // stdin feeding may block forever when the client never closes it;
+        // the command's end (stdout/stderr closed and exit) decides.
+        let feed = tokio::spawn(feed);
+        let (_, _, status) = tokio::join!(out, err, child.wait());
+        feed.abort();
+        match status {
+            Ok(st) => ExecOutcome::Exit(exit_code(st)),
+            Err(e) => ExecOutcome::Failed(format!("waiting for {prog_name}: {e}")),
+        }
+    }
+}
+
+impl ImageRuntime for ShellRuntime {
+    fn name(&self) -> &'static str {
+        "shell"
+    }
+
+    fn matches(&self, _image: &str) -> bool {
+        true
+    }
+
+    fn exec<'a>(
+        &'a self,
+        c: &'a ContainerRef,
+        command: Vec<String>,
+        io: ExecIo,
+    ) -> BoxFuture<'a, ExecOutcome> {
+        Box::pin(Self::run(c, command, io, &[], &[]))
+    }
+}
+
+/// Rewrites host paths in diagnostics back to the container's view.
+struct Unmap {
+    root: String,
+    program: String,
+    prog_name: String,
+}
+
+impl Unmap {
+    fn apply(&self, line: &[u8]) -> Vec<u8> {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return line.to_vec();
+        };
+        let text = text.replace(
+            &format!("{}: ", self.program),
+            &format!("{}: ", self.prog_name),
+        );
+        let text = text.replace(&format!("{}/", self.root), "/");
+        text.replace(&self.root, "/").into_bytes()
+    }
+}
+
+/// Kills the whole process group when dropped (command finished, or the
+/// exec was abandoned).
+struct ProcessGroup(Option<u32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0
+            && let Ok(pgid) = i32::try_from(pid)
+        {
+            // SAFETY: kill(2) with a negative pid signals that process group;
+            // no memory is involved.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn exit_code(st: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
+}
+
+/// The message a real container runtime gives for a missing executable.
+fn not_found(argv0: &str) -> ExecOutcome {
+    ExecOutcome::Failed(format!(
+        "OCI runtime exec failed: exec failed: unable to start container process: exec: \
+         \"{argv0}\": executable file not found in $PATH: unknown"
+    ))
+}
+
+/// Finds the program for `argv0`: first in `extra_path` (by base name), then
+/// among the allowed utilities on the host.
+fn resolve(argv0: &str, extra_path: &[PathBuf]) -> Option<PathBuf> {
+    let base = Path::new(argv0).file_name()?.to_str()?;
+    if base.is_empty() {
+        return None;
+    }
+    for d in extra_path {
+        let p = d.join(base);
+        if is_executable(&p) {
+            return Some(p);
+        }
+    }
+    if !UTILITIES.contains(&base) {
+        return None;
+    }
+    host_utility(base)
+}
+
+fn host_utility(name: &str) -> Option<PathBuf> {
+    HOST_PATH
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A folder of symlinks to the allowed utilities: the `PATH` of commands
+/// run by `sh -c`, so a script sees the same set of programs as `exec`.
+fn utility_bin_dir() -> Result<&'static PathBuf, String> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // SAFETY: geteuid(2) has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        let dir = std::env::temp_dir().join(format!("kleidia-sandbox-utils-{uid}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for u in UTILITIES {
+            let link = dir.join(u);
+            if link.symlink_metadata().is_ok() {
+                continue;
+            }
+            if let Some(target) = host_utility(u) {
+                match std::os::unix::fs::symlink(&target, &link) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(format!("{}: {e}", link.display())),
+                }
+            }
+        }
+        Ok(dir)
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// Host folders that stay as they are inside a container.
+fn is_host_passthrough(p: &str) -> bool {
+    p == "/dev/null"
+        || p.starts_with("/dev/")
+        || p.starts_with("/proc/")
+        || p == "/proc"
+        || p == "/dev"
+}
+
+/// Maps one absolute path into `root`; other strings are returned as is.
+pub fn map_path(p: &str, root: &Path) -> String {
+    if !p.starts_with('/') || is_host_passthrough(p) {
+        return p.to_string();
+    }
+    let rel = p.trim_start_matches('/');
+    if rel.is_empty() {
+        return root.to_string_lossy().into_owned();
+    }
+    root.join(rel).to_string_lossy().into_owned()
+}
+
+/// Maps the arguments of `prog` (a base name) into the container root.
+pub fn map_args(prog: &str, args: &[String], root: &Path) -> Vec<String> {
+    match prog {
+        "sh" | "bash" => map_shell_args(args, root),
+        "tar" => map_tar_args(args, root),
+        "env" => map_env_args(args, root),
+        _ => args.iter().map(|a| map_arg(a, root)).collect(),
+    }
+}
+
+fn map_arg(a: &str, root: &Path) -> String {
+    if a.starts_with('/') {
+        return map_path(a, root);
+    }
+    // `--opt=/path`
+    if a.starts_with("--")
+        && let Some((k, v)) = a.split_once('=')
+        && v.starts_with('/')
+    {
+        return format!("{k}={}", map_path(v, root));
+    }
+    a.to_string()
+}
+
+/// `sh -c SCRIPT [name args...]`: the script's absolute paths are mapped;
+/// `sh /path/script` runs the mapped script.
+fn map_shell_args(args: &[String], root: &Path) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut script_next = false;
+    let mut seen_script = false;
+    for a in args {
+        if script_next {
+            out.push(map_script(a, root));
+            script_next = false;
+            seen_script = true;
+            continue;
+        }
+        if !seen_script && a.starts_with('-') && a.len() > 1 && !a.starts_with("--") {
+            if a.contains('c') {
+                script_next = true;
+            }
+            out.push(a.clone());
+            continue;
+        }
+        out.push(map_arg(a, root));
+        seen_script = true;
+    }
+    out
+}
+
+/// `env [-i] [NAME=VALUE...] [COMMAND [ARG...]]`: the nested command runs
+/// through the shell utility folder anyway; only path arguments are mapped.
+fn map_env_args(args: &[String], root: &Path) -> Vec<String> {
+    args.iter().map(|a| map_arg(a, root)).collect()
+}
+
+/// Rewrites absolute paths that start a word in a shell script.
+pub fn map_script(script: &str, root: &Path) -> String {
+    let root_s = root.to_string_lossy();
+    let bytes = script.as_bytes();
+    let mut out = String::with_capacity(script.len() + 64);
+    let mut i = 0;
+    let mut last = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'/' {
+            let boundary = i == 0
+                || matches!(
+                    bytes[i - 1],
+                    b' ' | b'\t'
+                        | b'\n'
+                        | b'\''
+                        | b'"'
+                        | b'='
+                        | b'<'
+                        | b'>'
+                        | b'|'
+                        | b';'
+                        | b'&'
+                        | b'('
+                        | b'`'
+                );
+            if boundary {
+                // The word that starts here.
+                let end = bytes[i..]
+                    .iter()
+                    .position(|b| {
+                        matches!(
+                            b,
+                            b' ' | b'\t'
+                                | b'\n'
+                                | b'\''
+                                | b'"'
+                                | b'<'
+                                | b'>'
+                                | b'|'
+                                | b';'
+                                | b'&'
+                                | b')'
+                                | b'`'
+                        )
+                    })
+                    .map(|p| i + p)
+                    .unwrap_or(bytes.len());
+                let word = &script[i..end];
+                if !is_host_passthrough(word) {
+                    out.push_str(&script[last..i]);
+                    out.push_str(&root_s);
+                    if word == "/" {
+                        // `ls /` -> `ls <root>`
+                    } else {
+                        out.push_str(word);
+                    }
+                    last = end;
+                }
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&script[last..]);
+    out
+}
+
+/// Short options of GNU tar that take a value in the next argument.
+const TAR_VALUE_LETTERS: &[char] = &['f', 'C', 'T', 'X', 'b', 'H', 'K', 'N', 'V', 'g', 'L'];
+/// Of those, the ones whose value is a path.
+const TAR_PATH_LETTERS: &[char] = &['f', 'C', 'T', 'X', 'g'];
+const TAR_LONG_VALUE: &[&str] = &[
+    "--file",
+    "--directory",
+    "--files-from",
+    "--exclude-from",
+    "--listed-incremental",
+    "--format",
+    "--transform",
+    "--exclude",
+    "--owner",
+    "--group",
+    "--mode",
+];
+const TAR_LONG_PATH: &[&str] = &[
+    "--file",
+    "--directory",
+    "--files-from",
+    "--exclude-from",
+    "--listed-incremental",
+];
+
+/// tar's option values that are paths are mapped to absolute paths in the
+/// root; file operands become relative to the root (the working directory),
+/// so member names are what a real tar writes after dropping the leading
+/// `/`.
+fn map_tar_args(args: &[String], root: &Path) -> Vec<String> {
+    // Each pending value: whether it is a path.
+    let mut pending: std::collections::VecDeque<bool> = Default::default();
+    let mut out = Vec::with_capacity(args.len());
+    let mut only_operands = false;
+    for (i, a) in args.iter().enumerate() {
+        if let Some(is_path) = pending.pop_front() {
+            out.push(if is_path && a != "-" {
+                map_path(a, root)
+            } else {
+                a.clone()
+            });
+            continue;
+        }
+        if !only_operands && a == "--" {
+            only_operands = true;
+            out.push(a.clone());
+            continue;
+        }
+        if !only_operands && i == 0 && !a.starts_with('-') {
+            // Old-style bundle: `cf`, `xzf`.
+            for ch in a.chars() {
+                if TAR_VALUE_LETTERS.contains(&ch) {
+                    pending.push_back(TAR_PATH_LETTERS.contains(&ch));
+                }
+            }
+            out.push(a.clone());
+            continue;
+        }
+        if !only_operands && a.starts_with("--") {
+            if let Some((k, v)) = a.split_once('=') {
+                if TAR_LONG_PATH.contains(&k) && v != "-" {
+                    out.push(format!("{k}={}", map_path(v, root)));
+                } else {
+                    out.push(a.clone());
+                }
+            } else {
+                if TAR_LONG_VALUE.contains(&a.as_str()) {
+                    pending.push_back(TAR_LONG_PATH.contains(&a.as_str()));
+                }
+                out.push(a.clone());
+            }
+            continue;
+        }
+        if !only_operands && a.starts_with('-') && a.len() > 1 {
+            // Cluster: `-xmf`, `-C/dir`, `-f-`.
+            let body = &a[1..];
+            let mut mapped = String::from("-");
+            for (k, ch) in body.char_indices() {
+                mapped.push(ch);
+                if TAR_VALUE_LETTERS.contains(&ch) {
+                    let rest = &body[k + ch.len_utf8()..];
+                    if rest.is_empty() {
+                        pending.push_back(TAR_PATH_LETTERS.contains(&ch));
+                    } else if TAR_PATH_LETTERS.contains(&ch) && rest != "-" {
+                        mapped.push_str(&map_path(rest, root));
+                    } else {
+                        mapped.push_str(rest);
+                    }
+                    break;
+                }
+            }
+            out.push(mapped);
+            continue;
+        }
+        // An operand: a member name or a file to archive.
+        if a.starts_with('/') && !is_host_passthrough(a) {
+            let rel = a.trim_start_matches('/');
+            out.push(if rel.is_empty() {
+                ".".to_string()
+            } else {
+                rel.to_string()
+            });
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn tar_create_operands_become_relative() {
+        let root = Path::new("/r");
+        assert_eq!(
+            map_args("tar", &s(&["cf", "-", "/tmp/foo"]), root),
+            s(&["cf", "-", "tmp/foo"])
+        );
+        assert_eq!(
+            map_args("tar", &s(&["-xmf", "-", "-C", "/tmp/dest"]), root),
+            s(&["-xmf", "-", "-C", "/r/tmp/dest"])
+        );
+        assert_eq!(
+            map_args("tar", &s(&["xf", "/a.tar", "-C/x"]), root),
+            s(&["xf", "/r/a.tar", "-C/r/x"])
+        );
+        assert_eq!(
+            map_args(
+                "tar",
+                &s(&["--file=/a.tar", "--directory", "/d", "/"]),
+                root
+            ),
+            s(&["--file=/r/a.tar", "--directory", "/r/d", "."])
+        );
+    }
+
+    #[test]
+    fn plain_and_script_paths_are_mapped() {
+        let root = Path::new("/r");
+        assert_eq!(
+            map_args("cat", &s(&["/etc/x", "rel", "/dev/null"]), root),
+            s(&["/r/etc/x", "rel", "/dev/null"])
+        );
+        assert_eq!(
+            map_script(
+                "cat /tmp/a > /tmp/b 2>/dev/null; ls /; echo http://x/y",
+                root
+            ),
+            "cat /r/tmp/a > /r/tmp/b 2>/dev/null; ls /r; echo http://x/y"
+        );
+        assert_eq!(
+            map_args("sh", &s(&["-c", "echo hi >/tmp/f", "/x"]), root),
+            s(&["-c", "echo hi >/r/tmp/f", "/r/x"])
+        );
+    }
+
+    #[test]
+    fn unknown_commands_are_not_found() {
+        assert!(resolve("definitely-not-a-tool", &[]).is_none());
+        assert!(resolve("/bin/cat", &[]).is_some());
+        assert!(resolve("tar", &[]).is_some());
+    }
+}

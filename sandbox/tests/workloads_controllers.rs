@@ -1,0 +1,417 @@
+//! The controllers and the kubelet against an in-memory store: Deployments
+//! roll, StatefulSets create ordered pods with bound PVCs, Jobs run their
+//! command to completion, broken and crash-looping images show the states a
+//! real cluster shows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kleidia_sandbox::registry::{self, ResourceType};
+use kleidia_sandbox::state::{OpenBaoStorage, Options, Shared};
+use kleidia_sandbox::store::Store;
+use serde_json::{Value, json};
+
+struct Cluster {
+    shared: Arc<Shared>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let shared = Arc::new(Shared {
+            store: Store::new(kleidia_sandbox::store::DEFAULT_HISTORY),
+            runtimes: kleidia_sandbox::runtimes::default_runtimes(),
+            faults: Default::default(),
+            authz: Default::default(),
+            options: Options {
+                data_dir: dir.path().to_path_buf(),
+                pod_ready_delay: Duration::from_millis(100),
+                empty: true,
+                openbao_storage: OpenBaoStorage::File,
+                bookmark_interval: Duration::from_secs(60),
+            },
+            shutdown: Default::default(),
+        });
+        shared
+            .store
+            .create(
+                &registry::NAMESPACES,
+                None,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kleidia"}}),
+            )
+            .expect("namespace");
+        kleidia_sandbox::controllers::start(shared.clone());
+        Cluster { shared, _dir: dir }
+    }
+
+    fn create(&self, rt: &'static ResourceType, obj: Value) -> Value {
+        self.shared
+            .store
+            .create(rt, Some("kleidia"), obj)
+            .expect("create")
+    }
+
+    fn get(&self, rt: &'static ResourceType, name: &str) -> Option<Value> {
+        self.shared
+            .store
+            .try_get(rt, Some("kleidia"), name)
+            .map(|v| (*v).clone())
+    }
+
+    fn list(&self, rt: &'static ResourceType) -> Vec<Value> {
+        self.shared
+            .store
+            .snapshot(rt, Some("kleidia"))
+            .into_iter()
+            .map(|v| (*v).clone())
+            .collect()
+    }
+
+    /// Waits until `f` returns Some (fails the test after a generous
+    /// deadline, describing what was awaited).
+    async fn until<T>(&self, what: &str, mut f: impl FnMut(&Cluster) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = f(self) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+    }
+}
+
+fn deployment(name: &str, image: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "kleidia"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    })
+}
+
+fn condition<'a>(obj: &'a Value, t: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+}
+
+fn pods_of(c: &Cluster, app: &str) -> Vec<Value> {
+    c.list(&registry::PODS)
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == app)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_rolls_out_and_updates() {
+    let c = Cluster::start();
+    c.create(&registry::DEPLOYMENTS, deployment("web", "nginx:1.27", 2));
+    let d = c
+        .until("the deployment to be available", |c| {
+            let d = c.get(&registry::DEPLOYMENTS, "web")?;
+            let p = condition(&d, "Progressing")?;
+            (d["status"]["availableReplicas"] == 2 && p["reason"] == "NewReplicaSetAvailable")
+                .then_some(d)
+        })
+        .await;
+    assert_eq!(d["status"]["updatedReplicas"], 2);
+    assert_eq!(d["status"]["readyReplicas"], 2);
+    assert_eq!(
+        d["status"]["observedGeneration"],
+        d["metadata"]["generation"]
+    );
+    assert_eq!(condition(&d, "Available").unwrap()["status"], "True");
+
+    let rs = c.list(&registry::REPLICASETS);
+    assert_eq!(rs.len(), 1, "one ReplicaSet per template: {rs:#?}");
+    let hash = rs[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .expect("pod-template-hash label")
+        .to_string();
+    assert_eq!(
+        rs[0]["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    let pods = pods_of(&c, "web");
+    assert_eq!(pods.len(), 2);
+    for p in &pods {
+        assert_eq!(p["status"]["phase"], "Running");
+        assert_eq!(p["spec"]["nodeName"], "sandbox-node");
+        assert_eq!(p["metadata"]["labels"]["pod-template-hash"], hash.as_str());
+        assert!(
+            p["status"]["podIP"]
+                .as_str()
+                .unwrap()
+                .starts_with("127.0.0.")
+        );
+        let cs = &p["status"]["containerStatuses"][0];
+        assert_eq!(cs["ready"], true);
+        assert_eq!(cs["started"], true);
+        assert!(cs["state"]["running"]["startedAt"].is_string());
+        assert!(cs["imageID"].as_str().unwrap().contains("@sha256:"));
+        assert!(
+            cs["containerID"]
+                .as_str()
+                .unwrap()
+                .starts_with("containerd://")
+        );
+        for t in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+            assert_eq!(condition(p, t).unwrap()["status"], "True", "{t} of {p:#}");
+        }
+    }
+    let reasons: Vec<String> = c
+        .list(&registry::EVENTS)
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    for r in [
+        "ScalingReplicaSet",
+        "SuccessfulCreate",
+        "Scheduled",
+        "Pulled",
+        "Created",
+        "Started",
+    ] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "no {r} event in {reasons:?}"
+        );
+    }
+
+    // A new image rolls to a second ReplicaSet and retires the first.
+    c.shared
+        .store
+        .mutate(&registry::DEPLOYMENTS, Some("kleidia"), "web", |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.28");
+        })
+        .unwrap();
+    c.until("the new image to roll out", |c| {
+        let d = c.get(&registry::DEPLOYMENTS, "web")?;
+        let p = condition(&d, "Progressing")?;
+        let pods = pods_of(c, "web");
+        (d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            && d["status"]["updatedReplicas"] == 2
+            && d["status"]["replicas"] == 2
+            && d["status"]["availableReplicas"] == 2
+            && p["reason"] == "NewReplicaSetAvailable"
+            && pods.len() == 2
+            && pods
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.28"))
+        .then_some(())
+    })
+    .await;
+    let mut revs: Vec<(String, i64)> = c
+        .list(&registry::REPLICASETS)
+        .iter()
+        .map(|r| {
+            (
+                r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                r["spec"]["replicas"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    revs.sort();
+    assert_eq!(revs, vec![("1".to_string(), 0), ("2".to_string(), 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_creates_ordered_pods_with_bound_claims() {
+    let c = Cluster::start();
+    c.create(
+        &registry::STATEFULSETS,
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "kleidia"},
+            "spec": {
+                "replicas": 2, "serviceName": "db",
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {
+                    "metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "postgres:16"}]},
+                },
+                "volumeClaimTemplates": [{
+                    "metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }],
+            },
+        }),
+    );
+    let s = c
+        .until("the statefulset to be ready", |c| {
+            let s = c.get(&registry::STATEFULSETS, "db")?;
+            (s["status"]["readyReplicas"] == 2).then_some(s)
+        })
+        .await;
+    assert_eq!(
+        s["status"]["currentRevision"],
+        s["status"]["updateRevision"]
+    );
+    for i in 0..2 {
+        let p = c
+            .get(&registry::PODS, &format!("db-{i}"))
+            .expect("ordinal pod");
+        assert_eq!(
+            p["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+            format!("db-{i}")
+        );
+        let pvc = c
+            .get(&registry::PERSISTENTVOLUMECLAIMS, &format!("data-db-{i}"))
+            .expect("claim from the template");
+        assert_eq!(pvc["status"]["phase"], "Bound");
+        let pv = pvc["spec"]["volumeName"].as_str().unwrap();
+        assert!(
+            c.shared
+                .store
+                .try_get(&registry::PERSISTENTVOLUMES, None, pv)
+                .is_some()
+        );
+    }
+    // db-0 was created (and became ready) before db-1.
+    let created = |n: &str| {
+        c.get(&registry::PODS, n).unwrap()["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let ready0 =
+        condition(&c.get(&registry::PODS, "db-0").unwrap(), "Ready").unwrap()["lastTransitionTime"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert!(ready0 <= created("db-1"));
+    assert_eq!(c.list(&registry::CONTROLLERREVISIONS).len(), 1);
+
+    // A template change replaces pods from the highest ordinal; claims stay.
+    let uid0 = c.get(&registry::PODS, "db-0").unwrap()["metadata"]["uid"].clone();
+    c.shared
+        .store
+        .mutate(&registry::STATEFULSETS, Some("kleidia"), "db", |s| {
+            s["spec"]["template"]["spec"]["containers"][0]["image"] = json!("postgres:17");
+        })
+        .unwrap();
+    c.until("the rolling update to complete", |c| {
+        let s = c.get(&registry::STATEFULSETS, "db")?;
+        (s["status"]["updatedReplicas"] == 2
+            && s["status"]["readyReplicas"] == 2
+            && s["status"]["currentRevision"] == s["status"]["updateRevision"]
+            && s["status"]["observedGeneration"] == s["metadata"]["generation"])
+            .then_some(())
+    })
+    .await;
+    assert_ne!(
+        c.get(&registry::PODS, "db-0").unwrap()["metadata"]["uid"],
+        uid0
+    );
+    assert_eq!(c.list(&registry::CONTROLLERREVISIONS).len(), 2);
+    assert_eq!(c.list(&registry::PERSISTENTVOLUMECLAIMS).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_and_crashlooping_images() {
+    let c = Cluster::start();
+    c.create(
+        &registry::DEPLOYMENTS,
+        deployment("bad", "nginx:broken-1", 1),
+    );
+    c.create(
+        &registry::DEPLOYMENTS,
+        deployment("crash", "nginx:crashloop", 1),
+    );
+    c.until("ImagePullBackOff", |c| {
+        let p = pods_of(c, "bad").pop()?;
+        (p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff")
+            .then_some(())
+    })
+    .await;
+    c.until("a restarted crash-looping container", |c| {
+        let p = pods_of(c, "crash").pop()?;
+        let cs = &p["status"]["containerStatuses"][0];
+        (cs["restartCount"].as_u64()? >= 2
+            && cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && cs["lastState"]["terminated"]["exitCode"] == 1)
+            .then_some(())
+    })
+    .await;
+    let events = c.list(&registry::EVENTS);
+    let has = |reason: &str, msg: &str| {
+        events.iter().any(|e| {
+            e["type"] == "Warning"
+                && e["reason"] == reason
+                && e["message"].as_str().unwrap_or("").contains(msg)
+        })
+    };
+    assert!(has("Failed", "ErrImagePull"), "{events:#?}");
+    assert!(has("Failed", "ImagePullBackOff"));
+    assert!(has("BackOff", "Back-off restarting failed container"));
+    let d = c.get(&registry::DEPLOYMENTS, "bad").unwrap();
+    assert_eq!(condition(&d, "Available").unwrap()["status"], "False");
+    assert_ne!(
+        condition(&d, "Progressing").unwrap()["reason"],
+        "NewReplicaSetAvailable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_runs_its_command_to_completion() {
+    let c = Cluster::start();
+    c.create(
+        &registry::JOBS,
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "hello", "namespace": "kleidia"},
+            "spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "busybox:1.36",
+                    "command": ["sh", "-c", "echo hello from $HOSTNAME; mkdir -p /work && echo x > /work/f && cat /work/f"]}],
+            }}},
+        }),
+    );
+    let j = c
+        .until("the job to complete", |c| {
+            let j = c.get(&registry::JOBS, "hello")?;
+            condition(&j, "Complete").is_some().then_some(j)
+        })
+        .await;
+    assert_eq!(j["status"]["succeeded"], 1);
+    assert!(j["status"]["completionTime"].is_string());
+    let pod = c
+        .list(&registry::PODS)
+        .into_iter()
+        .find(|p| p["metadata"]["labels"]["job-name"] == "hello")
+        .unwrap();
+    assert_eq!(pod["status"]["phase"], "Succeeded");
+    let cs = &pod["status"]["containerStatuses"][0];
+    assert_eq!(cs["state"]["terminated"]["reason"], "Completed");
+    let cref = kleidia_sandbox::controllers::pods::container_ref(&c.shared, &pod, "main").unwrap();
+    let log = std::fs::read_to_string(&cref.log_path).unwrap();
+    assert_eq!(
+        log,
+        format!(
+            "hello from {}\nx\n",
+            pod["metadata"]["name"].as_str().unwrap()
+        )
+    );
+    assert!(
+        cref.root.join("work/f").is_file(),
+        "file written inside the container root"
+    );
+}
