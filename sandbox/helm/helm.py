@@ -64,20 +64,36 @@ def parse_duration(text: str) -> int:
 def parse_time(text: str | None) -> dt.datetime | None:
     if not text:
         return None
+    # Python keeps microseconds: cut Go's nanoseconds down to six digits.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone()
     except ValueError:
         return None
 
 
-def go_time_string(t: dt.datetime | None) -> str:
-    """Go's Time.Format("2006-01-02 15:04:05.999999999 -0700 MST")."""
-    if t is None:
+def go_time_string(raw: str | None) -> str:
+    """Go's Time.Format("2006-01-02 15:04:05.999999999 -0700 MST") of an
+    RFC 3339 time, in local time, keeping its nanoseconds."""
+    t = parse_time(raw)
+    if t is None or raw is None:
         return ""
-    base = t.strftime("%Y-%m-%d %H:%M:%S")
-    if t.microsecond:
-        base += ("." + f"{t.microsecond:06d}").rstrip("0")
+    m = re.search(r"T\d\d:\d\d:\d\d\.(\d+)", raw)
+    fraction = m.group(1).rstrip("0") if m else ""
+    base = t.strftime("%Y-%m-%d %H:%M:%S") + (f".{fraction}" if fraction else "")
     return f"{base} {t.strftime('%z')} {t.tzname() or 'UTC'}"
+
+
+def rfc3339_nano(raw: str | None) -> str | None:
+    """Go's JSON form of a time: RFC 3339 with nanoseconds, in local time."""
+    t = parse_time(raw)
+    if t is None or raw is None:
+        return None
+    m = re.search(r"T\d\d:\d\d:\d\d\.(\d+)", raw)
+    fraction = m.group(1).rstrip("0") if m else ""
+    offset = t.strftime("%z")
+    zone = "Z" if offset in ("+0000", "") else f"{offset[:3]}:{offset[3:]}"
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + zone
 
 
 def ansic(t: dt.datetime | None) -> str:
@@ -85,13 +101,6 @@ def ansic(t: dt.datetime | None) -> str:
     if t is None:
         return ""
     return f"{t.strftime('%a %b')} {t.day:>2} {t.strftime('%H:%M:%S %Y')}"
-
-
-def rfc3339(t: dt.datetime | None) -> str | None:
-    if t is None:
-        return None
-    s = t.isoformat()
-    return s.replace("+00:00", "Z")
 
 
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:
@@ -193,7 +202,7 @@ def list_element(r: dict[str, Any]) -> dict[str, Any]:
         "name": r.get("name", ""),
         "namespace": r.get("namespace", ""),
         "revision": str(r.get("revision", "")),
-        "updated": go_time_string(parse_time(r.get("deployed_at"))),
+        "updated": go_time_string(r.get("last_deployed") or r.get("deployed_at")),
         "status": r.get("status", ""),
         "chart": f"{r.get('chart_name', '')}-{r.get('chart_version', '')}",
         "app_version": r.get("app_version", ""),
@@ -203,7 +212,7 @@ def list_element(r: dict[str, Any]) -> dict[str, Any]:
 def history_element(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "revision": r.get("revision", 0),
-        "updated": parse_time(r.get("deployed_at")),
+        "updated": r.get("last_deployed") or r.get("deployed_at"),
         "status": r.get("status", ""),
         "chart": f"{r.get('chart_name', '')}-{r.get('chart_version', '')}",
         "app_version": r.get("app_version", ""),
@@ -211,7 +220,12 @@ def history_element(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def print_status(summary: dict[str, Any], info: dict[str, Any] | None = None, show_notes: bool = True) -> None:
+def print_status(
+    summary: dict[str, Any],
+    info: dict[str, Any] | None = None,
+    show_notes: bool = True,
+    show_desc: bool = False,
+) -> None:
     info = info or {}
     deployed = parse_time(info.get("last_deployed") or summary.get("deployed_at"))
     lines = [
@@ -222,7 +236,7 @@ def print_status(summary: dict[str, Any], info: dict[str, Any] | None = None, sh
         f"REVISION: {summary.get('revision', '')}",
     ]
     description = summary.get("description") or info.get("description")
-    if description:
+    if show_desc and description:
         lines.append(f"DESCRIPTION: {description}")
     lines.append("TEST SUITE: None")
     sys.stdout.write("\n".join(lines) + "\n")
@@ -299,6 +313,13 @@ def cmd_list(args: argparse.Namespace) -> None:
     except helm.HelmError as exc:
         engine_error(exc)
     releases = sorted(releases, key=lambda r: (r.get("name", ""), r.get("namespace", "")))
+    for r in releases:
+        try:
+            info = config(args, r.get("namespace")).get_all(r.get("name", "")).get("info") or {}
+        except helm.HelmError:
+            info = {}
+        if info.get("last_deployed"):
+            r["last_deployed"] = info["last_deployed"]
     if args.short:
         if args.output == "json":
             sys.stdout.write(dump_json([r.get("name") for r in releases]) + "\n")
@@ -334,20 +355,23 @@ def cmd_history(args: argparse.Namespace) -> None:
     if args.max:
         revisions = revisions[-args.max:]
     for r in revisions:
-        if "description" not in r:
-            try:
-                info = cfg.get_all(args.release, revision=r.get("revision")).get("info") or {}
-                r["description"] = info.get("description", "")
-            except helm.HelmError:
-                r["description"] = ""
+        # The summaries carry whole seconds; the stored record has Helm's
+        # full timestamp (and the description).
+        try:
+            info = cfg.get_all(args.release, revision=r.get("revision")).get("info") or {}
+        except helm.HelmError:
+            info = {}
+        r.setdefault("description", info.get("description", ""))
+        if info.get("last_deployed"):
+            r["last_deployed"] = info["last_deployed"]
     elements = [history_element(r) for r in revisions]
     if args.output in ("json", "yaml"):
-        out = [dict(e, updated=rfc3339(e["updated"])) for e in elements]
+        out = [dict(e, updated=rfc3339_nano(e["updated"])) for e in elements]
         sys.stdout.write(dump_json(out) + "\n" if args.output == "json" else dump_yaml(out))
         return
     print_table(
         ["REVISION", "UPDATED", "STATUS", "CHART", "APP VERSION", "DESCRIPTION"],
-        [[e["revision"], ansic(e["updated"]), e["status"], e["chart"], e["app_version"], e["description"]] for e in elements],
+        [[e["revision"], ansic(parse_time(e["updated"])), e["status"], e["chart"], e["app_version"], e["description"]] for e in elements],
     )
 
 
@@ -364,7 +388,7 @@ def cmd_status(args: argparse.Namespace) -> None:
         die("release: not found")
     except helm.HelmError as exc:
         engine_error(exc)
-    print_status(summary, info)
+    print_status(summary, info, show_desc=args.show_desc)
 
 
 def cmd_get(args: argparse.Namespace) -> None:
@@ -424,6 +448,66 @@ def wait_strategy(args: argparse.Namespace) -> str:
     return "hookOnly"
 
 
+def _opts(**pairs: Any) -> str | None:
+    present = {k: v for k, v in pairs.items() if v is not None and v is not False}
+    return json.dumps(present) if present else None
+
+
+def engine_install(cfg: helm.Config, args: argparse.Namespace, name: str, values: dict[str, Any], timeout: int) -> dict[str, Any]:
+    """helm_install of the C layer, called directly: the Python wrapper does
+    not pass `disable_openapi_validation` (helm's --disable-openapi-validation)."""
+    from helm_python import _native
+
+    payload = _native.call_string(
+        "helm_install",
+        cfg._raw(),
+        _native.HANDLE(0),
+        _native.HANDLE(0),
+        os.fspath(args.chart),
+        name,
+        json.dumps(values),
+        _opts(
+            namespace=args.namespace,
+            timeout_seconds=timeout,
+            wait=wait_strategy(args),
+            dry_run=args.dry_run,
+            create_namespace=args.create_namespace,
+            rollback_on_failure=args.atomic,
+            description=args.description,
+            disable_openapi_validation=args.disable_openapi_validation,
+        ),
+    )
+    return json.loads(payload)
+
+
+def engine_upgrade(cfg: helm.Config, args: argparse.Namespace, values: dict[str, Any], timeout: int) -> dict[str, Any]:
+    from helm_python import _native
+
+    payload = _native.call_string(
+        "helm_upgrade",
+        cfg._raw(),
+        _native.HANDLE(0),
+        _native.HANDLE(0),
+        os.fspath(args.chart),
+        args.release,
+        json.dumps(values),
+        _opts(
+            namespace=args.namespace,
+            timeout_seconds=timeout,
+            wait=wait_strategy(args),
+            dry_run=args.dry_run,
+            max_history=args.history_max,
+            reset_values=args.reset_values,
+            reuse_values=args.reuse_values,
+            cleanup_on_fail=args.cleanup_on_fail,
+            rollback_on_failure=args.atomic,
+            description=args.description,
+            disable_openapi_validation=args.disable_openapi_validation,
+        ),
+    )
+    return json.loads(payload)
+
+
 def release_exists(cfg: helm.Config, name: str) -> bool:
     try:
         history = cfg.history(name, max_revisions=1)
@@ -451,24 +535,18 @@ def cmd_install(args: argparse.Namespace) -> None:
     values = release_values(args)
     cfg = config(args)
     try:
-        rel = cfg.install(
-            args.chart,
-            name,
-            values,
-            namespace=args.namespace,
-            timeout=parse_duration(args.timeout),
-            wait=wait_strategy(args),
-            dry_run=args.dry_run,
-            create_namespace=args.create_namespace,
-            rollback_on_failure=args.atomic,
-            description=args.description,
-        )
+        rel = engine_install(cfg, args, name, values, parse_duration(args.timeout))
     except helm.HelmError as exc:
         engine_error(exc, "INSTALLATION FAILED: ")
     output_release(args, rel)
 
 
 def output_release(args: argparse.Namespace, rel: dict[str, Any]) -> None:
+    if args.output in ("json", "yaml") and not (args.dry_run and args.dry_run != "none"):
+        try:
+            rel = full_release(config(args), rel.get("name", ""), rel.get("revision"))
+        except helm.HelmError:
+            pass
     if args.output == "json":
         sys.stdout.write(dump_json(rel) + "\n")
     elif args.output == "yaml":
@@ -487,38 +565,13 @@ def cmd_upgrade(args: argparse.Namespace) -> None:
         if args.output == "table":
             sys.stdout.write(f'Release "{args.release}" does not exist. Installing it now.\n')
         try:
-            rel = cfg.install(
-                args.chart,
-                args.release,
-                values,
-                namespace=args.namespace,
-                timeout=timeout,
-                wait=wait_strategy(args),
-                dry_run=args.dry_run,
-                create_namespace=args.create_namespace,
-                rollback_on_failure=args.atomic,
-                description=args.description,
-            )
+            rel = engine_install(cfg, args, args.release, values, timeout)
         except helm.HelmError as exc:
             engine_error(exc, "INSTALLATION FAILED: ")
         output_release(args, rel)
         return
     try:
-        rel = cfg.upgrade(
-            args.chart,
-            args.release,
-            values,
-            namespace=args.namespace,
-            timeout=timeout,
-            wait=wait_strategy(args),
-            dry_run=args.dry_run,
-            max_history=args.history_max,
-            reset_values=args.reset_values,
-            reuse_values=args.reuse_values,
-            cleanup_on_fail=args.cleanup_on_fail,
-            rollback_on_failure=args.atomic,
-            description=args.description,
-        )
+        rel = engine_upgrade(cfg, args, values, timeout)
     except helm.HelmNotFoundError as exc:
         detail = str(getattr(exc, "detail", None) or exc)
         if "has no deployed releases" in detail or "not found" in detail:

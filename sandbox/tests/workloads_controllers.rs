@@ -328,10 +328,9 @@ async fn statefulset_creates_ordered_pods_with_bound_claims() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_and_crashlooping_images() {
     let c = Cluster::start();
-    c.create(
-        &registry::DEPLOYMENTS,
-        deployment("bad", "nginx:broken-1", 1),
-    );
+    let mut bad = deployment("bad", "nginx:broken-1", 1);
+    bad["spec"]["progressDeadlineSeconds"] = json!(2);
+    c.create(&registry::DEPLOYMENTS, bad);
     c.create(
         &registry::DEPLOYMENTS,
         deployment("crash", "nginx:crashloop", 1),
@@ -364,10 +363,37 @@ async fn broken_and_crashlooping_images() {
     assert!(has("BackOff", "Back-off restarting failed container"));
     let d = c.get(&registry::DEPLOYMENTS, "bad").unwrap();
     assert_eq!(condition(&d, "Available").unwrap()["status"], "False");
-    assert_ne!(
-        condition(&d, "Progressing").unwrap()["reason"],
-        "NewReplicaSetAvailable"
-    );
+    // No progress within progressDeadlineSeconds: the rollout has failed.
+    c.until("ProgressDeadlineExceeded", |c| {
+        let d = c.get(&registry::DEPLOYMENTS, "bad")?;
+        let p = condition(&d, "Progressing")?;
+        (p["status"] == "False" && p["reason"] == "ProgressDeadlineExceeded").then_some(())
+    })
+    .await;
+
+    // Deleting a pod stops its containers and says so.
+    let pod = pods_of(&c, "crash").pop().unwrap();
+    let pod_name = pod["metadata"]["name"].as_str().unwrap().to_string();
+    c.shared
+        .store
+        .delete(
+            &registry::PODS,
+            Some("kleidia"),
+            &pod_name,
+            &Default::default(),
+        )
+        .unwrap();
+    c.until("a Killing event", |c| {
+        c.list(&registry::EVENTS)
+            .iter()
+            .any(|e| {
+                e["reason"] == "Killing"
+                    && e["involvedObject"]["name"] == pod_name.as_str()
+                    && e["message"] == "Stopping container app"
+            })
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

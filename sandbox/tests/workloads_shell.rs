@@ -83,7 +83,10 @@ async fn paths_env_and_exit_codes() {
     let (o, out, _) = run(&c, &["ls", "/"], None).await;
     assert_eq!(
         (o, String::from_utf8(out).unwrap()),
-        (ExecOutcome::Exit(0), "data\n".to_string())
+        (
+            ExecOutcome::Exit(0),
+            "data\netc\nhome\nmnt\nopt\nroot\nrun\nsrv\ntmp\nusr\nvar\n".to_string()
+        )
     );
     let (o, _, _) = run(&c, &["sh", "-c", "exit 7"], None).await;
     assert_eq!(o, ExecOutcome::Exit(7));

@@ -319,10 +319,37 @@ fn update_status(
     let ts = now();
     let new_name = name(&new_rs).to_string();
     let generation = d["metadata"]["generation"].clone();
+    let deadline = d["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
     let _ = shared
         .store
         .mutate(&registry::DEPLOYMENTS, Some(ns), name(d), |d| {
             let s = &mut d["status"];
+            // Progress: counts moved, or a different new ReplicaSet.
+            let progress_cond = s["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"))
+                .cloned();
+            let progressed = s["updatedReplicas"] != json!(updated)
+                || s["availableReplicas"] != json!(available)
+                || s["replicas"] != json!(total)
+                || s["observedGeneration"] != generation
+                || progress_cond.as_ref().is_none_or(|c| {
+                    !c["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains(&format!("\"{new_name}\""))
+                });
+            let stalled = !progressed
+                && progress_cond.as_ref().is_some_and(|c| {
+                    c["reason"] == "ProgressDeadlineExceeded"
+                        || c["lastUpdateTime"]
+                            .as_str()
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                            .is_some_and(|t| {
+                                (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()
+                                    > deadline
+                            })
+                });
             s["observedGeneration"] = generation;
             s["replicas"] = json!(total);
             s["updatedReplicas"] = json!(updated);
@@ -381,13 +408,21 @@ fn update_status(
                     format!("ReplicaSet \"{new_name}\" has successfully progressed."),
                     false,
                 );
+            } else if stalled {
+                set(
+                    "Progressing",
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    format!("ReplicaSet \"{new_name}\" has timed out progressing."),
+                    false,
+                );
             } else {
                 set(
                     "Progressing",
                     "True",
                     "ReplicaSetUpdated",
                     format!("ReplicaSet \"{new_name}\" is progressing."),
-                    false,
+                    progressed,
                 );
             }
             // Kubernetes lists Available first, then Progressing.

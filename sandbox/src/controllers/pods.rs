@@ -36,6 +36,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(8);
 type Done = SharedFuture<BoxFuture<'static, ()>>;
 
 struct PodTask {
+    /// The pod as first seen (for events once it is gone).
+    pod: Value,
     ns: String,
     name: String,
     cancel: CancellationToken,
@@ -103,6 +105,7 @@ impl Kubelet {
             self.tasks.insert(
                 id,
                 PodTask {
+                    pod: (**p).clone(),
                     ns: namespace(p).to_string(),
                     name: name(p).to_string(),
                     cancel,
@@ -114,6 +117,20 @@ impl Kubelet {
         let mut forget = Vec::new();
         for (id, t) in &self.tasks {
             if !live.contains(id) {
+                if !t.cancel.is_cancelled() {
+                    for c in t.pod["spec"]["containers"].as_array().into_iter().flatten() {
+                        let cname = c["name"].as_str().unwrap_or("");
+                        events::record(
+                            &self.shared,
+                            &t.pod,
+                            EventType::Normal,
+                            "Killing",
+                            &format!("Stopping container {cname}"),
+                            "kubelet",
+                            &format!("spec.containers{{{cname}}}"),
+                        );
+                    }
+                }
                 t.cancel.cancel();
                 if t.done.peek().is_some() {
                     forget.push(id.clone());
@@ -645,7 +662,7 @@ impl ContainerDriver {
         if let Some(dir) = self.c.log_path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let _ = std::fs::create_dir_all(&self.c.root);
+        let _ = crate::runtimes::shell::prepare_root(&self.c.root);
 
         if tag.contains("broken") {
             let mut backoff = Duration::from_secs(1);

@@ -270,9 +270,17 @@ pub fn record_update(old: Option<&Value>, new: &Value, manager: &str, now: &str)
         .or_else(|| old.and_then(|o| o["apiVersion"].as_str()))
         .unwrap_or("")
         .to_string();
-    let mut entries = match old {
-        Some(old) => entries_of(old),
-        None => entries_of(new),
+    // The stored entries, unless the write itself changed managedFields:
+    // a client may rewrite them (kubectl does when it moves an object from
+    // client-side to server-side apply) or clear them with `[]`.
+    let sent = new["metadata"].get("managedFields");
+    let mut entries = match (old, sent) {
+        (_, Some(Value::Array(list))) if list.is_empty() => Vec::new(),
+        (Some(old), Some(sent)) if old["metadata"].get("managedFields") != Some(sent) => {
+            entries_of(new)
+        }
+        (Some(old), _) => entries_of(old),
+        (None, _) => entries_of(new),
     };
     let mut result = new.clone();
     strip_managed_fields(&mut result);
@@ -539,16 +547,29 @@ fn list_type_of(kind: &str, names: &[String]) -> ListType {
     list_type(kind, &names)
 }
 
-/// `k:{"name":"x"}` for an item of a keyed list: the key fields present in
-/// the item, sorted by name.
+/// The value the API server defaults a missing list key to: a port's
+/// `protocol` is `TCP`. Without it an applied `{port: 80}` would not match
+/// the stored (defaulted) `{port: 80, protocol: TCP}` and the list would
+/// grow a duplicate.
+fn key_default(key: &str) -> Option<Value> {
+    (key == "protocol").then(|| json!("TCP"))
+}
+
+/// `k:{"name":"x"}` for an item of a keyed list: the key fields of the
+/// item (defaulted where the server defaults them), sorted by name.
 fn key_element(item: &Value, keys: &[&str]) -> Option<String> {
-    let mut present: Vec<(&str, &Value)> = keys
-        .iter()
-        .filter_map(|k| item.get(*k).map(|v| (*k, v)))
-        .collect();
-    if present.is_empty() {
+    if !keys.iter().any(|k| item.get(*k).is_some()) {
         return None;
     }
+    let mut present: Vec<(&str, Value)> = keys
+        .iter()
+        .filter_map(|k| {
+            item.get(*k)
+                .cloned()
+                .or_else(|| key_default(k))
+                .map(|v| (*k, v))
+        })
+        .collect();
     present.sort_by_key(|(k, _)| *k);
     let body: Vec<String> = present
         .iter()
@@ -776,8 +797,12 @@ fn find_item(items: &[Value], element: &str) -> Option<usize> {
     }
     let key: Map<String, Value> = serde_json::from_str(element.strip_prefix("k:")?).ok()?;
     items.iter().position(|item| {
-        key.iter()
-            .all(|(k, v)| item.get(k).is_some_and(|x| json_eq(x, v)))
+        key.iter().all(|(k, v)| {
+            item.get(k)
+                .cloned()
+                .or_else(|| key_default(k))
+                .is_some_and(|x| json_eq(&x, v))
+        })
     })
 }
 
@@ -910,7 +935,7 @@ mod tests {
                         "f:metadata": {"f:labels": {"f:app": {}}},
                         "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {
                             ".": {}, "f:image": {}, "f:name": {},
-                            "f:ports": {"k:{\"containerPort\":80}": {".": {}, "f:containerPort": {}}}
+                            "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}
                         }}}
                     }
                 }
@@ -1074,6 +1099,35 @@ mod tests {
         );
     }
 
+    /// The stored object has the server's defaults (a port's protocol);
+    /// the next apply without them must merge into the same item.
+    #[test]
+    fn port_keys_match_the_defaulted_protocol() {
+        let svc = |ports: Value| json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":ports}});
+        let applied = svc(json!([{"port":80,"targetPort":8080}]));
+        let mut live = server_side_apply(None, &applied, "helm", false, T1).unwrap();
+        assert_eq!(
+            entry(&live, "helm").unwrap()["fieldsV1"]["f:spec"]["f:ports"],
+            json!({"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}, "f:targetPort": {}}})
+        );
+        live["spec"]["ports"][0]["protocol"] = json!("TCP");
+        let out = server_side_apply(
+            Some(&live),
+            &svc(json!([{"port":80,"targetPort":9090}])),
+            "helm",
+            false,
+            T2,
+        )
+        .unwrap();
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([{"port":80,"protocol":"TCP","targetPort":9090}])
+        );
+        let out =
+            server_side_apply(Some(&out), &svc(json!([{"port":81}])), "helm", false, T2).unwrap();
+        assert_eq!(out["spec"]["ports"], json!([{"port":81}]));
+    }
+
     #[test]
     fn update_managers_take_changed_fields_and_then_conflict() {
         let live = server_side_apply(
@@ -1131,6 +1185,36 @@ mod tests {
             json!({"f:data":{".":{},"f:a":{}}})
         );
         assert!(entry(&out, "controller").is_none(), "nothing changed hands");
+    }
+
+    #[test]
+    fn record_update_honours_rewritten_or_cleared_managed_fields() {
+        let live = server_side_apply(None, &cm(json!({"a":"1"})), "alpha", false, T1).unwrap();
+        // A client renames the manager in managedFields (as kubectl does
+        // when migrating client-side apply ownership).
+        let mut rewritten = live.clone();
+        rewritten["metadata"]["managedFields"][0]["manager"] = json!("beta");
+        let out = record_update(Some(&live), &rewritten, "kubectl-patch", T2);
+        assert_eq!(managers(&out), ["beta"]);
+        // `[]` clears them; only this write's changes remain.
+        let mut cleared = out.clone();
+        cleared["metadata"]["managedFields"] = json!([]);
+        cleared["data"]["b"] = json!("2");
+        let out = record_update(Some(&out), &cleared, "editor", T2);
+        assert_eq!(managers(&out), ["editor"]);
+        assert_eq!(
+            entry(&out, "editor").unwrap()["fieldsV1"],
+            json!({"f:data":{"f:b":{}}})
+        );
+    }
+
+    fn managers(obj: &Value) -> Vec<String> {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["manager"].as_str().unwrap().to_string())
+            .collect()
     }
 
     #[test]

@@ -114,7 +114,12 @@ impl Merger<'_> {
                     self.where_()
                 ))
             })?;
-            for key in patch.keys().filter(|k| !k.starts_with('$')) {
+            // Nulls clear fields, so they need not be retained.
+            let set_fields = patch
+                .iter()
+                .filter(|(k, v)| !k.starts_with('$') && !v.is_null())
+                .map(|(k, _)| k);
+            for key in set_fields {
                 if !keys.contains(&key.as_str()) {
                     return Err(PatchError::NotApplicable(format!(
                         "field {key} at {} is in the patch but not in its $retainKeys",
@@ -596,7 +601,8 @@ mod tests {
     fn retain_keys_clears_other_fields() {
         let live =
             json!({"spec":{"strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":1}}}});
-        let patch = json!({"spec":{"strategy":{"$retainKeys":["type"],"type":"Recreate"}}});
+        // As kubectl sends it: the cleared field as null.
+        let patch = json!({"spec":{"strategy":{"$retainKeys":["type"],"rollingUpdate":null,"type":"Recreate"}}});
         let out = smp("Deployment", live, patch);
         assert_eq!(out["spec"]["strategy"], json!({"type":"Recreate"}));
     }

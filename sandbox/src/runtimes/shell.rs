@@ -124,7 +124,7 @@ impl ShellRuntime {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| argv0.clone());
         let root = &c.root;
-        if let Err(e) = std::fs::create_dir_all(root) {
+        if let Err(e) = prepare_root(root) {
             return ExecOutcome::Failed(format!(
                 "cannot prepare container root {}: {e}",
                 root.display()
@@ -252,6 +252,35 @@ impl ImageRuntime for ShellRuntime {
     ) -> BoxFuture<'a, ExecOutcome> {
         Box::pin(Self::run(c, command, io, &[], &[]))
     }
+}
+
+/// Folders every container image has.
+const SKELETON: &[&str] = &[
+    "tmp",
+    "etc",
+    "root",
+    "home",
+    "var/lib",
+    "var/log",
+    "var/tmp",
+    "run",
+    "opt",
+    "srv",
+    "mnt",
+    "usr/local/bin",
+];
+
+/// Creates the container root with the usual top-level folders (`/tmp`,
+/// `/etc`, ...), as an image's filesystem has them. Idempotent.
+pub fn prepare_root(root: &Path) -> std::io::Result<()> {
+    if root.join("tmp").is_dir() {
+        return Ok(());
+    }
+    for d in SKELETON {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
 }
 
 /// Rewrites host paths in diagnostics back to the container's view.

@@ -78,12 +78,41 @@ pub fn record_update(old: Option<&Value>, new: Value, manager: &str) -> Value {
     crate::patch::apply::record_update(old, &new, manager, &crate::store::now())
 }
 
-/// `/openapi/...`
+/// `/openapi/v2` (protobuf when accepted, else JSON), `/openapi/v3` and
+/// `/openapi/v3/api/v1`, `/openapi/v3/apis/<g>/<v>`.
 pub fn openapi(
     rest: &[&str],
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
-    let _ = (rest, headers, query);
-    Err(super::http::not_found_path("/openapi"))
+    let _ = query;
+    let not_found = || super::http::not_found_path("/openapi");
+    match rest {
+        ["v2"] => {
+            let accept = headers
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if accept.contains("protobuf") {
+                let (ct, bytes) = crate::openapi::v2_protobuf();
+                let mut r = Response::new(crate::subresources::full(bytes));
+                if let Ok(v) = hyper::header::HeaderValue::from_str(ct) {
+                    r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+                }
+                Ok(r)
+            } else {
+                Ok(super::http::ok(&crate::openapi::v2_json()))
+            }
+        }
+        ["v3"] => Ok(super::http::ok(&crate::openapi::v3_root(
+            &crate::openapi::registered_group_versions(),
+        ))),
+        ["v3", "api", v] => crate::openapi::v3_group_version("", v)
+            .map(|d| super::http::ok(&d))
+            .ok_or_else(not_found),
+        ["v3", "apis", g, v] => crate::openapi::v3_group_version(g, v)
+            .map(|d| super::http::ok(&d))
+            .ok_or_else(not_found),
+        _ => Err(not_found()),
+    }
 }

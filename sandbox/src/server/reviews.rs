@@ -53,7 +53,8 @@ fn access_review(shared: &Shared, obj: &Value) -> Result<Value, ApiError> {
     out["status"] = if allowed {
         json!({"allowed": true, "reason": "allowed by the sandbox's authorization rules"})
     } else {
-        json!({"allowed": false, "denied": true, "reason": "denied by the sandbox's authorization rules"})
+        // Like RBAC: no reason, so `kubectl auth can-i` prints a plain "no".
+        json!({"allowed": false})
     };
     Ok(out)
 }

@@ -128,7 +128,7 @@ async fn run_session(
                 return None;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(ws::normal_close()).await;
         let _ = sink.flush().await;
         Some(sink)
     });
@@ -268,7 +268,7 @@ async fn run_session(
     if let (Some(sink), Ok(Some(stream))) = (sink, stream)
         && let Ok(mut ws) = sink.reunite(stream)
     {
-        let _ = ws.close(None).await;
+        let _ = ws.close(None).await; // already sent: completes the handshake
     }
 }
 

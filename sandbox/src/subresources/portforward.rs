@@ -133,7 +133,7 @@ async fn session(
                 return;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(ws::normal_close()).await;
     });
 
     // The port announcement on both channels of every port.

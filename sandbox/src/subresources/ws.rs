@@ -99,3 +99,13 @@ pub async fn upgraded(on: OnUpgrade) -> Result<Ws, hyper::Error> {
     config.max_frame_size = Some(16 << 20);
     Ok(WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(config)).await)
 }
+
+/// A close frame with status 1000 (normal closure): clients built on
+/// gorilla/websocket (kubectl) treat a close without a status as an error.
+pub fn normal_close() -> tokio_tungstenite::tungstenite::Message {
+    use tokio_tungstenite::tungstenite::protocol::{CloseFrame, frame::coding::CloseCode};
+    tokio_tungstenite::tungstenite::Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+}

@@ -1,0 +1,405 @@
+//! The real Helm v4 engine (through the sandbox's `helm` command) against a
+//! sandbox whose pods run real PostgreSQL, OpenBao and the backend: install
+//! the 1.0.0 set, upgrade to 1.1.0, history, rollback, and the broken set
+//! failing like helm (and rolled back with --atomic). Release records are
+//! read back from their Secrets and decoded field by field.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use kleidia_sandbox::runtimes::backend::KleidiaRuntime;
+use kleidia_sandbox::runtimes::openbao::{OpenBaoRuntime, OpenBaoStorage};
+use kleidia_sandbox::runtimes::postgres::PostgresRuntime;
+use kleidia_sandbox::server::{Sandbox, SandboxOptions};
+use serde_json::Value;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+struct Env {
+    sandbox: Sandbox,
+}
+
+impl Env {
+    fn start() -> Env {
+        for tool in [".venv/bin/python", ".venv/bin/kubectl"] {
+            assert!(
+                workspace().join(tool).is_file(),
+                "{tool} is missing: run scripts/setup"
+            );
+        }
+        let sandbox = Sandbox::start(SandboxOptions {
+            runtimes: vec![
+                Arc::new(PostgresRuntime::new()),
+                Arc::new(OpenBaoRuntime::new(OpenBaoStorage::Raft)),
+                Arc::new(KleidiaRuntime::new()),
+            ],
+            pod_ready_delay: Duration::from_millis(100),
+            ..SandboxOptions::default()
+        })
+        .expect("sandbox starts");
+        Env { sandbox }
+    }
+
+    fn run(&self, program: &Path, args: &[&str]) -> Output {
+        Command::new(program)
+            .args(args)
+            .env("KUBECONFIG", self.sandbox.kubeconfig_path())
+            .env("HOME", self.sandbox.data_dir())
+            .env_remove("HELM_NAMESPACE")
+            .env_remove("HELM_DRIVER")
+            .output()
+            .expect("run")
+    }
+
+    fn helm(&self, args: &[&str]) -> Output {
+        self.run(&workspace().join("sandbox/helm/helm"), args)
+    }
+
+    fn helm_ok(&self, args: &[&str]) -> String {
+        let out = self.helm(args);
+        assert!(
+            out.status.success(),
+            "helm {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn kubectl_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.run(&workspace().join(".venv/bin/kubectl"), &all);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.run(&workspace().join(".venv/bin/kubectl"), args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Every stored revision of `release`, decoded: base64 (of the Secret
+    /// data), base64, gzip, JSON — Helm's storage format.
+    fn release_records(&self, release: &str) -> Vec<(Value, Value)> {
+        let list = self.kubectl_json(&[
+            "get",
+            "secrets",
+            "-n",
+            "kleidia",
+            "-l",
+            &format!("owner=helm,name={release}"),
+        ]);
+        let mut out: Vec<(Value, Value)> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let once = b64.decode(s["data"]["release"].as_str().unwrap()).unwrap();
+                let twice = b64.decode(once).unwrap();
+                let mut json = String::new();
+                flate2::read::GzDecoder::new(&twice[..])
+                    .read_to_string(&mut json)
+                    .unwrap();
+                (s.clone(), serde_json::from_str(&json).unwrap())
+            })
+            .collect();
+        out.sort_by_key(|(_, r)| r["version"].as_u64());
+        out
+    }
+}
+
+fn chart(set: &str, name: &str) -> String {
+    workspace()
+        .join("sandbox/charts")
+        .join(set)
+        .join(name)
+        .display()
+        .to_string()
+}
+
+const RELEASES: [&str; 3] = ["kleidia-platform", "kleidia-data", "kleidia-services"];
+
+#[test]
+fn install_upgrade_history_rollback_and_a_failing_upgrade() {
+    let env = Env::start();
+    for release in RELEASES {
+        let out = env.helm_ok(&[
+            "upgrade",
+            "--install",
+            release,
+            &chart("1.0.0", release),
+            "-n",
+            "kleidia",
+            "--wait",
+            "--timeout",
+            "3m",
+        ]);
+        assert!(
+            out.contains(&format!(
+                "Release \"{release}\" does not exist. Installing it now."
+            )),
+            "{out}"
+        );
+        assert!(out.contains("STATUS: deployed"), "{out}");
+    }
+
+    // helm list, as JSON: the fields and shapes of the real CLI.
+    let list: Value =
+        serde_json::from_str(&env.helm_ok(&["list", "-n", "kleidia", "-o", "json"])).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    for item in list {
+        let name = item["name"].as_str().unwrap();
+        assert!(RELEASES.contains(&name));
+        assert_eq!(item["namespace"], "kleidia");
+        assert_eq!(item["revision"], "1");
+        assert_eq!(item["status"], "deployed");
+        assert_eq!(item["chart"], format!("{name}-1.0.0"));
+        assert!(item["updated"].as_str().unwrap().contains(" +0000 UTC"));
+    }
+    let table = env.helm_ok(&["ls", "-n", "kleidia"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.lines().next().unwrap().contains("APP VERSION"));
+
+    // The release Secrets, decoded field by field.
+    let records = env.release_records("kleidia-data");
+    assert_eq!(records.len(), 1);
+    let (secret, rel) = &records[0];
+    assert_eq!(secret["type"], "helm.sh/release.v1");
+    assert_eq!(
+        secret["metadata"]["name"],
+        "sh.helm.release.v1.kleidia-data.v1"
+    );
+    assert_eq!(secret["metadata"]["labels"]["owner"], "helm");
+    assert_eq!(secret["metadata"]["labels"]["status"], "deployed");
+    assert_eq!(secret["metadata"]["labels"]["version"], "1");
+    assert_eq!(rel["name"], "kleidia-data");
+    assert_eq!(rel["namespace"], "kleidia");
+    assert_eq!(rel["version"], 1);
+    assert_eq!(rel["info"]["status"], "deployed");
+    assert_eq!(rel["info"]["description"], "Install complete");
+    assert_eq!(rel["chart"]["metadata"]["name"], "kleidia-data");
+    assert_eq!(rel["chart"]["metadata"]["version"], "1.0.0");
+    assert_eq!(rel["chart"]["metadata"]["appVersion"], "15.4");
+    assert!(
+        rel["manifest"]
+            .as_str()
+            .unwrap()
+            .contains("name: kleidia-data-postgres-cluster")
+    );
+
+    // The workloads the releases created are running real software.
+    let pods = env.kubectl_json(&["get", "pods", "-n", "kleidia"]);
+    let names: Vec<&str> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"kleidia-platform-openbao-0"), "{names:?}");
+    assert!(
+        names.contains(&"kleidia-data-postgres-cluster-0"),
+        "{names:?}"
+    );
+
+    // Upgrade services to 1.1.0 with a user value; the pre-upgrade hook
+    // migrates the real database.
+    let out = env.helm_ok(&[
+        "upgrade",
+        "kleidia-services",
+        &chart("1.1.0", "kleidia-services"),
+        "-n",
+        "kleidia",
+        "--set",
+        "backend.replicas=1",
+        "--wait",
+        "--timeout",
+        "3m",
+        "--description",
+        "to 1.1.0",
+    ]);
+    assert!(
+        out.contains("Release \"kleidia-services\" has been upgraded. Happy Helming!"),
+        "{out}"
+    );
+    assert!(out.contains("REVISION: 2"), "{out}");
+    let values: Value = serde_json::from_str(&env.helm_ok(&[
+        "get",
+        "values",
+        "kleidia-services",
+        "-n",
+        "kleidia",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(values["backend"]["replicas"], 1);
+    let old_values = env.helm_ok(&[
+        "get",
+        "values",
+        "kleidia-services",
+        "-n",
+        "kleidia",
+        "--revision",
+        "1",
+    ]);
+    assert!(
+        old_values.starts_with("USER-SUPPLIED VALUES:"),
+        "{old_values}"
+    );
+    let all_values = env.helm_ok(&[
+        "get",
+        "values",
+        "kleidia-services",
+        "-n",
+        "kleidia",
+        "--all",
+    ]);
+    assert!(all_values.starts_with("COMPUTED VALUES:"), "{all_values}");
+    assert!(all_values.contains("kleidia-backend"), "{all_values}");
+    let manifest = env.helm_ok(&["get", "manifest", "kleidia-services", "-n", "kleidia"]);
+    assert!(manifest.contains("kleidia-backend:1.1.0"), "{manifest}");
+
+    // The backends (1.0.0 at install, the 1.1.0 hook and pods) migrated the
+    // real database of the data release.
+    let versions = env.kubectl(&[
+        "exec",
+        "kleidia-data-postgres-cluster-0",
+        "-n",
+        "kleidia",
+        "--",
+        "psql",
+        "-U",
+        "yubiuser",
+        "-d",
+        "kleidia",
+        "-tAc",
+        "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations",
+    ]);
+    assert_eq!(versions.trim(), "1.0.0,1.1.0");
+    let status = env.kubectl(&[
+        "exec",
+        "kleidia-platform-openbao-0",
+        "-n",
+        "kleidia",
+        "--",
+        "vault",
+        "status",
+        "-format=json",
+    ]);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["sealed"], false);
+
+    let history: Value = serde_json::from_str(&env.helm_ok(&[
+        "history",
+        "kleidia-services",
+        "-n",
+        "kleidia",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0]["revision"], 1);
+    assert_eq!(history[0]["status"], "superseded");
+    assert_eq!(history[0]["chart"], "kleidia-services-1.0.0");
+    assert_eq!(history[1]["status"], "deployed");
+    assert_eq!(history[1]["app_version"], "1.1.0");
+    assert_eq!(history[1]["description"], "to 1.1.0");
+    let records = env.release_records("kleidia-services");
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1].1["config"]["backend"]["replicas"], 1);
+    assert_eq!(records[1].1["chart"]["metadata"]["appVersion"], "1.1.0");
+    assert_eq!(records[0].0["metadata"]["labels"]["status"], "superseded");
+
+    // Rollback to revision 1.
+    let out = env.helm_ok(&[
+        "rollback",
+        "kleidia-services",
+        "1",
+        "-n",
+        "kleidia",
+        "--wait",
+        "--timeout",
+        "3m",
+    ]);
+    assert_eq!(out, "Rollback was a success! Happy Helming!\n");
+    let records = env.release_records("kleidia-services");
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[2].1["info"]["status"], "deployed");
+    assert_eq!(records[2].1["info"]["description"], "Rollback to 1");
+    assert_eq!(records[2].1["chart"]["metadata"]["version"], "1.0.0");
+
+    // The broken set: --wait gives up after the timeout, like helm.
+    let out = env.helm(&[
+        "upgrade",
+        "kleidia-services",
+        &chart("1.1.0-broken", "kleidia-services"),
+        "-n",
+        "kleidia",
+        "--wait",
+        "--timeout",
+        "20s",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("Error: UPGRADE FAILED: "), "{err}");
+    let records = env.release_records("kleidia-services");
+    assert_eq!(records.last().unwrap().1["info"]["status"], "failed");
+
+    // --atomic: the failed upgrade is rolled back.
+    let out = env.helm(&[
+        "upgrade",
+        "kleidia-services",
+        &chart("1.1.0-broken", "kleidia-services"),
+        "-n",
+        "kleidia",
+        "--atomic",
+        "--timeout",
+        "20s",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("Error: UPGRADE FAILED: "), "{err}");
+    assert!(err.contains("rolled back"), "{err}");
+    let status: Value = serde_json::from_str(&env.helm_ok(&[
+        "status",
+        "kleidia-services",
+        "-n",
+        "kleidia",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(status["info"]["status"], "deployed");
+    assert_eq!(status["chart"]["metadata"]["version"], "1.0.0");
+
+    let missing = env.helm(&["history", "no-such-release", "-n", "kleidia"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr),
+        "Error: release: not found\n"
+    );
+}
