@@ -366,7 +366,7 @@ fn down(dir: &Path) -> Result<()> {
         // own state file).
         unsafe { libc::kill(pid, libc::SIGTERM) };
         let start = Instant::now();
-        while alive(state.pid) && start.elapsed() < Duration::from_secs(10) {
+        while alive(state.pid) && start.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(50));
         }
         if alive(state.pid) {

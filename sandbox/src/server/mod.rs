@@ -35,6 +35,9 @@ use crate::runtime::ImageRuntime;
 use crate::state::{OpenBaoStorage, Options, Shared};
 use crate::store::Store;
 
+/// How long shutdown waits for the controllers to stop their containers.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
 /// Why a sandbox could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -110,6 +113,7 @@ pub struct Sandbox {
     ca_pem: String,
     kubeconfig: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
+    controllers: Option<tokio::task::JoinHandle<()>>,
     _tempdir: Option<tempfile::TempDir>,
 }
 
@@ -202,10 +206,11 @@ impl Sandbox {
             let _guard = runtime.enter();
             let listener = tokio::net::TcpListener::from_std(listener).map_err(StartError::Bind)?;
             runtime.spawn(serve(listener, tls.server_config.clone(), ctx));
-            if opts.controllers {
-                start_controllers(&shared);
-            }
         }
+        let controllers = opts.controllers.then(|| {
+            let _guard = runtime.enter();
+            crate::controllers::start(shared.clone())
+        });
         Ok(Sandbox {
             shared,
             url,
@@ -214,6 +219,7 @@ impl Sandbox {
             ca_pem: tls.ca_pem,
             kubeconfig,
             runtime: Some(runtime),
+            controllers,
             _tempdir: tempdir,
         })
     }
@@ -270,14 +276,23 @@ impl Sandbox {
 
     fn stop(&mut self) {
         self.shared.shutdown.cancel();
-        if let Some(rt) = self.runtime.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                // Blocking is not allowed inside an async context.
-                rt.shutdown_background();
-            } else {
-                rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
-                rt.shutdown_timeout(Duration::from_secs(5));
+        let Some(rt) = self.runtime.take() else {
+            return;
+        };
+        let controllers = self.controllers.take();
+        // The controllers stop every container once cancelled; wait for
+        // that (bounded) so no server process outlives the sandbox. A
+        // separate thread may block even when we are called from async code.
+        let finish = move || {
+            if let Some(c) = controllers {
+                let _ = rt.block_on(async { tokio::time::timeout(SHUTDOWN_GRACE, c).await });
             }
+            rt.shutdown_timeout(Duration::from_secs(1));
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::spawn(finish).join();
+        } else {
+            finish();
         }
     }
 }
@@ -286,10 +301,6 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn start_controllers(shared: &Arc<Shared>) {
-    crate::controllers::start(shared.clone());
 }
 
 /// The cluster objects a fresh sandbox has: namespaces, the node, the
