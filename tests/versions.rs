@@ -83,7 +83,6 @@ fn stored_releases(c: &Cluster, ns: &str) -> Vec<Value> {
 }
 
 /// The demo charts installed by the real Helm engine, in namespace `kleidia`.
-#[allow(dead_code)]
 fn install_demo_charts(c: &Cluster) {
     for r in ["kleidia-platform", "kleidia-data", "kleidia-services"] {
         c.helm_install("kleidia", r, "1.0.0");
@@ -91,7 +90,6 @@ fn install_demo_charts(c: &Cluster) {
 }
 
 /// Helm's own view of a release (`helm list -o json`).
-#[allow(dead_code)]
 fn helm_list(c: &Cluster, ns: &str) -> Vec<Value> {
     serde_json::from_str(&c.helm(&["list", "-n", ns, "-o", "json"])).unwrap()
 }
@@ -565,4 +563,115 @@ fn renamed_postgres_is_discovered_and_failing_probes_stay_in_their_rows() {
         .find(|x| x["item"] == "OpenBao")
         .unwrap();
     assert_eq!(bao_row["ok"], Value::Null);
+}
+
+#[test]
+fn demo_charts_installed_by_real_helm() {
+    let c = Cluster::start();
+    install_demo_charts(&c);
+    // An upgrade makes a second revision, as operators' clusters have.
+    c.helm(&[
+        "upgrade",
+        "kleidia-services",
+        &support::workspace()
+            .join("sandbox/charts/1.1.0/kleidia-services")
+            .display()
+            .to_string(),
+        "-n",
+        "kleidia",
+        "--wait",
+        "--timeout",
+        "180s",
+    ]);
+
+    let out = plugin("helm-kleidia")
+        .args(["versions", "-o", "json", "--history"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HELM_NAMESPACE", "kleidia")
+        .env("HELM_BIN", support::helm_bin())
+        .assert();
+    let report = json_of(&out);
+    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
+
+    // Components: what Helm itself lists.
+    let listed = helm_list(&c, "kleidia");
+    for row in report["components"].as_array().unwrap() {
+        let name = row["release"].as_str().unwrap();
+        let helm_row = listed
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("helm list has no {name}: {listed:?}"));
+        // helm list's chart column is <name>-<version>.
+        assert_eq!(
+            format!(
+                "{}-{}",
+                row["chart"].as_str().unwrap(),
+                row["chartVersion"].as_str().unwrap()
+            ),
+            helm_row["chart"].as_str().unwrap()
+        );
+        assert_eq!(row["appVersion"], helm_row["app_version"]);
+        assert_eq!(
+            row["revision"].to_string(),
+            helm_row["revision"].as_str().unwrap()
+        );
+        assert_eq!(row["status"], helm_row["status"]);
+        let history: Value =
+            serde_json::from_str(&c.helm(&["history", name, "-n", "kleidia", "-o", "json"]))
+                .unwrap();
+        let ours: Vec<(u64, &str)> = row["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["revision"].as_u64().unwrap(),
+                    h["status"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let helms: Vec<(u64, &str)> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["revision"].as_u64().unwrap(),
+                    h["status"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(ours, helms, "history of {name}");
+    }
+
+    // Discovery on the demo charts with zero configuration.
+    let s = &report["servers"];
+    assert_eq!(s["postgresql"]["pod"], "kleidia-data-postgres-cluster-0");
+    assert_eq!(s["postgresql"]["user"], "yubiuser");
+    assert_eq!(s["postgresql"]["database"], "kleidia");
+    assert_eq!(
+        s["postgresql"]["fullVersion"],
+        server_psql_version(
+            "kleidia",
+            "kleidia-data-postgres-cluster-0",
+            "yubiuser",
+            "kleidia"
+        )
+        .as_str()
+    );
+    assert_eq!(s["openbao"]["pod"], "kleidia-platform-openbao-0");
+    assert_eq!(s["openbao"]["sealed"], false);
+    assert_eq!(s["backend"]["service"], "kleidia-services-backend");
+    let health = kubectl(
+        c.kubeconfig(),
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/kleidia/services/kleidia-services-backend:8080/proxy/api/health",
+        ],
+    );
+    let health: Value = serde_json::from_slice(&health.stdout).expect("health is JSON");
+    assert_eq!(s["backend"]["version"], health["version"]);
+    assert_eq!(report["ok"], true, "{report}");
+    out.code(0);
 }

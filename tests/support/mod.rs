@@ -28,16 +28,26 @@ pub struct Cluster {
     pub sandbox: Sandbox,
     pub rt: tokio::runtime::Runtime,
     pub client: kube::Client,
+    // Released after the sandbox (fields drop in order).
+    _serial: Option<std::sync::MutexGuard<'static, ()>>,
 }
+
+/// The real-software runtimes keep a process-wide registry of servers by
+/// namespace and pod, so two such sandboxes in one test process would see
+/// each other's PostgreSQL: they take turns.
+static REAL_SOFTWARE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cluster {
     /// A sandbox whose pods run real software: PostgreSQL, OpenBao and
     /// the Kleidia backend/frontend.
     pub fn start() -> Self {
-        Self::start_with(SandboxOptions {
+        let serial = REAL_SOFTWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = Self::start_with(SandboxOptions {
             runtimes: real_runtimes(),
             ..SandboxOptions::default()
-        })
+        });
+        c._serial = Some(serial);
+        c
     }
 
     pub fn start_with(opts: SandboxOptions) -> Self {
@@ -51,6 +61,7 @@ impl Cluster {
             sandbox,
             rt,
             client,
+            _serial: None,
         }
     }
 

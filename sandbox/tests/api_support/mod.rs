@@ -32,7 +32,13 @@ impl Api {
         Api { sb, client, rt }
     }
 
-    pub fn request(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
         self.rt
             .block_on(self.client.send(method, path, headers, body))
             .unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -47,11 +53,21 @@ impl Api {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Reply {
-        self.request(Method::POST, path, &[("content-type", "application/json")], body.to_string())
+        self.request(
+            Method::POST,
+            path,
+            &[("content-type", "application/json")],
+            body.to_string(),
+        )
     }
 
     pub fn put(&self, path: &str, body: &Value) -> Reply {
-        self.request(Method::PUT, path, &[("content-type", "application/json")], body.to_string())
+        self.request(
+            Method::PUT,
+            path,
+            &[("content-type", "application/json")],
+            body.to_string(),
+        )
     }
 
     pub fn patch(&self, path: &str, content_type: &str, body: impl Into<Bytes>) -> Reply {
@@ -60,7 +76,12 @@ impl Api {
 
     pub fn delete(&self, path: &str, body: Option<&Value>) -> Reply {
         match body {
-            Some(b) => self.request(Method::DELETE, path, &[("content-type", "application/json")], b.to_string()),
+            Some(b) => self.request(
+                Method::DELETE,
+                path,
+                &[("content-type", "application/json")],
+                b.to_string(),
+            ),
             None => self.request(Method::DELETE, path, &[], Bytes::new()),
         }
     }
@@ -99,7 +120,9 @@ impl WatchReader<'_> {
             let frame = self
                 .api
                 .rt
-                .block_on(async { tokio::time::timeout(Duration::from_secs(20), self.body.frame()).await })
+                .block_on(async {
+                    tokio::time::timeout(Duration::from_secs(20), self.body.frame()).await
+                })
                 .expect("watch event within 20 s");
             match frame {
                 None => return None,
@@ -134,7 +157,10 @@ pub fn configmap(name: &str, labels: Value) -> Value {
 }
 
 pub fn rv(v: &Value) -> String {
-    v["metadata"]["resourceVersion"].as_str().expect("resourceVersion").to_string()
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("resourceVersion")
+        .to_string()
 }
 
 pub fn names(list: &Value) -> Vec<String> {
