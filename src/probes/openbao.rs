@@ -32,7 +32,7 @@ pub async fn status(
     namespace: &str,
     target: &OpenbaoTarget,
 ) -> Result<OpenbaoStatus, ProbeError> {
-    let mut failures = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
     for bin in ["bao", "vault"] {
         match exec_status(client, api, namespace, target, bin).await {
             Ok(s) => return Ok(s),
@@ -40,13 +40,22 @@ pub async fn status(
             Err(ProbeError::Exec(exec::ExecError::Cluster(e @ ClusterError::Forbidden { .. }))) => {
                 return Err(e.into());
             }
+            // The API refused the exec itself (pod not running, ...): another
+            // binary name would meet the same answer.
+            Err(e @ ProbeError::Exec(exec::ExecError::Cluster(_))) => {
+                failures.push(e.to_string());
+                break;
+            }
             Err(e) => failures.push(e.to_string()),
         }
     }
     match proxy_status(client, api, namespace, target).await {
         Ok(s) => Ok(s),
         Err(e) => {
-            failures.push(e.to_string());
+            let e = e.to_string();
+            if !failures.contains(&e) {
+                failures.push(e);
+            }
             Err(ProbeError::Answer(failures.join("; ")))
         }
     }
