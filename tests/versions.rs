@@ -178,6 +178,7 @@ fn versions_json_matches_the_cluster() {
     let bao: Value = serde_json::from_slice(&raw.stdout).expect("seal status is JSON");
     let ob = &report["servers"]["openbao"];
     assert_eq!(ob["pod"], "kleidia-platform-openbao-0");
+    assert_eq!(ob["via"], "pod proxy");
     assert_eq!(ob["version"], bao["version"]);
     assert_eq!(ob["sealed"], bao["sealed"]);
     assert_eq!(ob["initialized"], bao["initialized"]);
@@ -567,7 +568,11 @@ fn renamed_postgres_is_discovered_and_failing_probes_stay_in_their_rows() {
 
 #[test]
 fn demo_charts_installed_by_real_helm() {
-    let c = Cluster::start();
+    // Without pods/proxy, OpenBao is asked with `bao status` over exec.
+    let c = Cluster::start_real(Some(vec![
+        support::Rule::deny(&["get", "create"], &["pods/proxy"]),
+        support::Rule::allow_all(),
+    ]));
     install_demo_charts(&c);
     // An upgrade makes a second revision, as operators' clusters have.
     c.helm(&[
@@ -660,7 +665,29 @@ fn demo_charts_installed_by_real_helm() {
         .as_str()
     );
     assert_eq!(s["openbao"]["pod"], "kleidia-platform-openbao-0");
-    assert_eq!(s["openbao"]["sealed"], false);
+    assert_eq!(s["openbao"]["via"], "bao status");
+    let bao = kubectl(
+        c.kubeconfig(),
+        &[
+            "exec",
+            "-n",
+            "kleidia",
+            "kleidia-platform-openbao-0",
+            "--",
+            "bao",
+            "status",
+            "-format=json",
+        ],
+    );
+    let bao: Value = serde_json::from_slice(&bao.stdout).unwrap_or_else(|e| {
+        panic!(
+            "kubectl exec bao status printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&bao.stderr)
+        )
+    });
+    assert_eq!(s["openbao"]["version"], bao["version"]);
+    assert_eq!(s["openbao"]["sealed"], bao["sealed"]);
+    assert_eq!(s["openbao"]["initialized"], bao["initialized"]);
     assert_eq!(s["backend"]["service"], "kleidia-services-backend");
     let health = kubectl(
         c.kubeconfig(),

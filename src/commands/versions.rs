@@ -3,6 +3,9 @@
 //! deadline; a probe that fails marks its own row and hides nothing else.
 
 use std::future::Future;
+use std::sync::Arc;
+
+use futures::FutureExt;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -245,18 +248,142 @@ pub async fn gather(
         ),
     );
 
+    // Each component is a chain (release -> topology -> probe) that starts
+    // its probe as soon as its own release is read; the chains, the server
+    // version and the helm client run concurrently under one deadline.
+    let started = Instant::now();
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let (k8s, helm, platform, data, services, pods) = tokio::join!(
+    let pods = async {
+        match within(deadline, pods_api.list(&ListParams::default())).await {
+            Ok(list) => Ok(Arc::new(
+                list.items.iter().map(PodInfo::from_pod).collect::<Vec<_>>(),
+            )),
+            Err(Failed::TimedOut) => Err(format!(
+                "listing pods: no answer within {}",
+                humantime(timeout)
+            )),
+            Err(Failed::Error(e)) => Err(ClusterError::from_kube(
+                e,
+                &api,
+                &format!("list pods in namespace {ns}"),
+                "pods",
+            )
+            .to_string()),
+        }
+    }
+    .shared();
+    let pins = &target.settings.pins;
+    let latest =
+        |l: &Result<Lookup, Failed<ReleaseError>>, name: &str| -> Result<Release, String> {
+            match l {
+                Ok(Lookup {
+                    latest: Some(r), ..
+                }) => Ok(r.clone()),
+                Ok(Lookup { latest: None, .. }) => {
+                    Err(format!("release {name} not found in namespace {ns}"))
+                }
+                Err(f) => Err(failure_text(f, timeout)),
+            }
+        };
+
+    let platform_chain = async {
+        let l = within(deadline, lookup(&store, &names.platform, history)).await;
+        let found = match latest(&l, &names.platform) {
+            Ok(r) => match pods.clone().await {
+                Ok(pods) => topology::parse_manifest(&r.name, &r.manifest)
+                    .and_then(|objs| {
+                        topology::discover_openbao(&r.name, &objs, &pods, ns, &pins.openbao)
+                    })
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let probe = match &found {
+            Ok(t) => Some(within(deadline, openbao::status(client, &api, ns, t)).await),
+            Err(_) => None,
+        };
+        crate::report::print_debug(
+            debug,
+            &format!(
+                "openbao: release, topology and probe took {:?}",
+                started.elapsed()
+            ),
+        );
+        (l, found, probe)
+    };
+    let data_chain = async {
+        let l = within(deadline, lookup(&store, &names.data, history)).await;
+        let found = match latest(&l, &names.data) {
+            Ok(r) => match pods.clone().await {
+                Ok(pods) => topology::parse_manifest(&r.name, &r.manifest)
+                    .and_then(|objs| {
+                        topology::discover_postgres(
+                            &r.name,
+                            &objs,
+                            &r.merged_values(),
+                            &pods,
+                            ns,
+                            &pins.postgres,
+                        )
+                    })
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let probe = match &found {
+            Ok(t) => Some(within(deadline, postgres::version(client, &api, ns, t)).await),
+            Err(_) => None,
+        };
+        crate::report::print_debug(
+            debug,
+            &format!(
+                "postgresql: release, topology and probe took {:?}",
+                started.elapsed()
+            ),
+        );
+        (l, found, probe)
+    };
+    let services_chain = async {
+        let l = within(deadline, lookup(&store, &names.services, history)).await;
+        let found = latest(&l, &names.services).and_then(|r| {
+            topology::parse_manifest(&r.name, &r.manifest)
+                .and_then(|objs| topology::discover_backend(&r.name, &objs, &pins.backend))
+                .map_err(|e| e.to_string())
+        });
+        let probe = match &found {
+            Ok(t) => Some(within(deadline, backend::health(client, &api, ns, t)).await),
+            Err(_) => None,
+        };
+        crate::report::print_debug(
+            debug,
+            &format!(
+                "backend: release, topology and probe took {:?}",
+                started.elapsed()
+            ),
+        );
+        (l, found, probe)
+    };
+
+    let (
+        k8s,
+        helm,
+        (platform, bao_target, bao),
+        (data, pg_target, pg),
+        (services, backend_target, be),
+    ) = tokio::join!(
         within(deadline, kubernetes::server_version(client, &api)),
         within(deadline, target.settings.helm.version()),
-        within(deadline, lookup(&store, &names.platform, history)),
-        within(deadline, lookup(&store, &names.data, history)),
-        within(deadline, lookup(&store, &names.services, history)),
-        within(deadline, async {
-            pods_api.list(&ListParams::default()).await.map_err(|e| {
-                ClusterError::from_kube(e, &api, &format!("list pods in namespace {ns}"), "pods")
-            })
-        }),
+        platform_chain,
+        data_chain,
+        services_chain,
+    );
+    crate::report::print_debug(
+        debug,
+        &format!(
+            "topology: postgres {pg_target:?}; openbao {bao_target:?}; backend {backend_target:?}"
+        ),
     );
 
     // Nothing to show if the releases cannot be read at all.
@@ -297,69 +424,6 @@ pub async fn gather(
     ] {
         components.push(component_row(component, name, l, timeout));
     }
-
-    let pod_infos: Result<Vec<PodInfo>, String> = match &pods {
-        Ok(list) => Ok(list.items.iter().map(PodInfo::from_pod).collect()),
-        Err(f) => Err(failure_text(f, timeout)),
-    };
-    let pins = &target.settings.pins;
-
-    // Topology, per component; an error here marks only that server's row.
-    let latest =
-        |l: &Result<Lookup, Failed<ReleaseError>>, name: &str| -> Result<Release, String> {
-            match l {
-                Ok(Lookup {
-                    latest: Some(r), ..
-                }) => Ok(r.clone()),
-                Ok(Lookup { latest: None, .. }) => {
-                    Err(format!("release {name} not found in namespace {ns}"))
-                }
-                Err(f) => Err(failure_text(f, timeout)),
-            }
-        };
-    let pg_target = latest(&data, &names.data).and_then(|r| {
-        let objs = topology::parse_manifest(&r.name, &r.manifest).map_err(|e| e.to_string())?;
-        let pods = pod_infos.as_ref().map_err(Clone::clone)?;
-        topology::discover_postgres(&r.name, &objs, &r.merged_values(), pods, ns, &pins.postgres)
-            .map_err(|e| e.to_string())
-    });
-    let bao_target = latest(&platform, &names.platform).and_then(|r| {
-        let objs = topology::parse_manifest(&r.name, &r.manifest).map_err(|e| e.to_string())?;
-        let pods = pod_infos.as_ref().map_err(Clone::clone)?;
-        topology::discover_openbao(&r.name, &objs, pods, ns, &pins.openbao)
-            .map_err(|e| e.to_string())
-    });
-    let backend_target = latest(&services, &names.services).and_then(|r| {
-        let objs = topology::parse_manifest(&r.name, &r.manifest).map_err(|e| e.to_string())?;
-        topology::discover_backend(&r.name, &objs, &pins.backend).map_err(|e| e.to_string())
-    });
-    crate::report::print_debug(
-        debug,
-        &format!(
-            "topology: postgres {pg_target:?}; openbao {bao_target:?}; backend {backend_target:?}"
-        ),
-    );
-
-    let (pg, bao, be) = tokio::join!(
-        async {
-            match &pg_target {
-                Ok(t) => Some(within(deadline, postgres::version(client, &api, ns, t)).await),
-                Err(_) => None,
-            }
-        },
-        async {
-            match &bao_target {
-                Ok(t) => Some(within(deadline, openbao::status(client, &api, ns, t)).await),
-                Err(_) => None,
-            }
-        },
-        async {
-            match &backend_target {
-                Ok(t) => Some(within(deadline, backend::health(client, &api, ns, t)).await),
-                Err(_) => None,
-            }
-        },
-    );
 
     let mut servers = Servers {
         kubernetes: match &k8s {

@@ -1,5 +1,6 @@
-//! OpenBao's version and seal state: `bao status -format=json` in its pod
-//! (then `vault`), else `GET /v1/sys/seal-status` through the pod proxy.
+//! OpenBao's version and seal state: `GET /v1/sys/seal-status` through the
+//! API server's pod proxy, else `bao status -format=json` in its pod (then
+//! `vault`; exit code 2 means sealed, not failure).
 
 use serde::{Deserialize, Serialize};
 
@@ -32,33 +33,30 @@ pub async fn status(
     namespace: &str,
     target: &OpenbaoTarget,
 ) -> Result<OpenbaoStatus, ProbeError> {
+    // One HTTP request through the pod proxy is the cheapest answer; exec of
+    // the CLI (which starts a process in the pod) is the fallback, e.g. when
+    // the listener speaks TLS or pods/proxy is not granted.
     let mut failures: Vec<String> = Vec::new();
+    match proxy_status(client, api, namespace, target).await {
+        Ok(s) => return Ok(s),
+        Err(e) => failures.push(e.to_string()),
+    }
     for bin in ["bao", "vault"] {
         match exec_status(client, api, namespace, target, bin).await {
             Ok(s) => return Ok(s),
-            // Without exec permission the proxy will not work either.
-            Err(ProbeError::Exec(exec::ExecError::Cluster(e @ ClusterError::Forbidden { .. }))) => {
-                return Err(e.into());
-            }
-            // The API refused the exec itself (pod not running, ...): another
-            // binary name would meet the same answer.
+            // The API refused the exec itself (forbidden, pod not running):
+            // another binary name would meet the same answer.
             Err(e @ ProbeError::Exec(exec::ExecError::Cluster(_))) => {
-                failures.push(e.to_string());
+                let e = e.to_string();
+                if !failures.contains(&e) {
+                    failures.push(e);
+                }
                 break;
             }
             Err(e) => failures.push(e.to_string()),
         }
     }
-    match proxy_status(client, api, namespace, target).await {
-        Ok(s) => Ok(s),
-        Err(e) => {
-            let e = e.to_string();
-            if !failures.contains(&e) {
-                failures.push(e);
-            }
-            Err(ProbeError::Answer(failures.join("; ")))
-        }
-    }
+    Err(ProbeError::Answer(failures.join("; ")))
 }
 
 async fn exec_status(

@@ -41,9 +41,15 @@ impl Cluster {
     /// A sandbox whose pods run real software: PostgreSQL, OpenBao and
     /// the Kleidia backend/frontend.
     pub fn start() -> Self {
+        Self::start_real(None)
+    }
+
+    /// Like [`Cluster::start`], with authorization rules.
+    pub fn start_real(authz_rules: Option<Vec<Rule>>) -> Self {
         let serial = REAL_SOFTWARE.lock().unwrap_or_else(|e| e.into_inner());
         let mut c = Self::start_with(SandboxOptions {
             runtimes: real_runtimes(),
+            authz_rules,
             ..SandboxOptions::default()
         });
         c._serial = Some(serial);
