@@ -56,7 +56,8 @@ pub struct Painter {
 impl Painter {
     pub fn table(&self, header: &[&str]) -> Table {
         let mut t = Table::new();
-        t.load_preset(presets::UTF8_HORIZONTAL_ONLY)
+        // Borderless columns, like kubectl get.
+        t.load_preset(presets::NOTHING)
             .set_content_arrangement(ContentArrangement::Dynamic);
         if self.color {
             t.enforce_styling();

@@ -664,6 +664,19 @@ fn short_time(t: Option<&str>) -> String {
     }
 }
 
+/// Shortens `text` to one line of at most `max` characters for tables.
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!(
+            "{}...",
+            flat.chars().take(max.saturating_sub(3)).collect::<String>()
+        )
+    }
+}
+
 fn or_dash(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".into())
 }
@@ -698,7 +711,22 @@ pub fn render_table(
                 notes.push(format!("{}: {e}", c.release));
                 p.marked("error", Mark::Bad)
             }
-            (Some(s), None) => p.marked(s, status_mark(s)),
+            (Some(s), None) => {
+                if status_mark(s) != Mark::Ok {
+                    notes.push(format!(
+                        "{} is {s} at revision {}{}; see `helm history {} -n {}`",
+                        c.release,
+                        c.revision.unwrap_or_default(),
+                        c.description
+                            .as_deref()
+                            .map(|d| format!(" ({})", one_line(d, 100)))
+                            .unwrap_or_default(),
+                        c.release,
+                        r.namespace
+                    ));
+                }
+                p.marked(s, status_mark(s))
+            }
             (None, None) => p.marked("unknown", Mark::Unknown),
         };
         t.add_row(vec![
@@ -745,7 +773,7 @@ pub fn render_table(
                     comfy_table::Cell::new(or_dash(&rev.chart_version)),
                     comfy_table::Cell::new(or_dash(&rev.app_version)),
                     comfy_table::Cell::new(short_time(rev.last_deployed.as_deref())),
-                    comfy_table::Cell::new(&rev.description),
+                    comfy_table::Cell::new(one_line(&rev.description, 60)),
                 ]);
             }
         }
