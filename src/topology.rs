@@ -496,6 +496,34 @@ impl PodInfo {
     }
 }
 
+/// A workload of a release and the pods it selects now (for readiness
+/// gates in preflight and upgrade).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkloadPods {
+    pub workload: Workload,
+    pub pods: Vec<PodInfo>,
+}
+
+impl WorkloadPods {
+    pub fn ready(&self) -> usize {
+        self.pods.iter().filter(|p| p.ready).count()
+    }
+}
+
+/// Every workload in a release's manifest with its current pods.
+pub fn release_workloads(objects: &[ManifestObject], pods: &[PodInfo]) -> Vec<WorkloadPods> {
+    workloads(objects)
+        .into_iter()
+        .map(|w| {
+            let pods = select_pods(&w.selector, pods)
+                .into_iter()
+                .cloned()
+                .collect();
+            WorkloadPods { workload: w, pods }
+        })
+        .collect()
+}
+
 /// The pods a selector picks, ready ones first, then by name.
 pub fn select_pods<'a>(selector: &Selector, pods: &'a [PodInfo]) -> Vec<&'a PodInfo> {
     let mut out: Vec<_> = pods
@@ -1450,6 +1478,42 @@ spec:
         )
         .unwrap_err();
         assert!(err.to_string().contains("backend.service"), "{err}");
+    }
+
+    #[test]
+    fn release_workloads_pair_each_workload_with_its_pods() {
+        let objs = parse_manifest("kleidia-services", DEMO_SERVICES).unwrap();
+        let pods = vec![
+            pod(
+                "kleidia-services-backend-a",
+                &[("app", "kleidia-backend"), ("tier", "api")],
+                true,
+            ),
+            pod(
+                "kleidia-services-backend-b",
+                &[("app", "kleidia-backend")],
+                false,
+            ),
+            pod(
+                "kleidia-services-frontend-a",
+                &[("app", "kleidia-frontend")],
+                true,
+            ),
+        ];
+        let ws = release_workloads(&objs, &pods);
+        assert_eq!(ws.len(), 2);
+        let backend = ws
+            .iter()
+            .find(|w| w.workload.name == "kleidia-services-backend")
+            .unwrap();
+        assert_eq!(backend.pods.len(), 2);
+        assert_eq!(backend.ready(), 1);
+        assert_eq!(backend.pods[0].name, "kleidia-services-backend-a");
+        let frontend = ws
+            .iter()
+            .find(|w| w.workload.name == "kleidia-services-frontend")
+            .unwrap();
+        assert_eq!(frontend.pods.len(), 1);
     }
 
     #[test]
