@@ -302,9 +302,14 @@ def cmd_version(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace) -> None:
     cfg = config(args)
+    states = [
+        st.replace("_", "-")
+        for st in ("deployed", "failed", "pending", "superseded", "uninstalled", "uninstalling")
+        if getattr(args, st)
+    ]
     try:
         releases = cfg.list(
-            all_states=args.all,
+            all_states=args.all or bool(states),
             all_namespaces=args.all_namespaces,
             limit=args.max or None,
             offset=args.offset or None,
@@ -312,6 +317,11 @@ def cmd_list(args: argparse.Namespace) -> None:
         )
     except helm.HelmError as exc:
         engine_error(exc)
+    if states and not args.all:
+        wanted = set(states)
+        if "pending" in wanted:
+            wanted |= {"pending-install", "pending-upgrade", "pending-rollback"}
+        releases = [r for r in releases if r.get("status") in wanted]
     releases = sorted(releases, key=lambda r: (r.get("name", ""), r.get("namespace", "")))
     for r in releases:
         try:
@@ -424,7 +434,12 @@ def cmd_get(args: argparse.Namespace) -> None:
                 sys.stdout.write(dump_yaml(meta))
             else:
                 for key, value in meta.items():
-                    sys.stdout.write(f"{key.upper()}: {value}\n")
+                    label = re.sub(r"(?<!^)(?=[A-Z])", "_", key).upper()
+                    if isinstance(value, dict):
+                        value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+                    elif isinstance(value, list):
+                        value = ",".join(str(v) for v in value)
+                    sys.stdout.write(f"{label}: {value}\n")
         else:  # all
             rel = full_release(cfg, args.release, args.revision or None)
             print_status({"name": rel["name"], "namespace": rel["namespace"], "revision": rel["version"], "status": rel["info"].get("status")}, rel["info"])
@@ -554,7 +569,11 @@ def output_release(args: argparse.Namespace, rel: dict[str, Any]) -> None:
     elif args.dry_run and args.dry_run != "none":
         print_dry_run(rel)
     else:
-        print_status(rel)
+        try:
+            info = config(args).get_all(rel.get("name", ""), revision=rel.get("revision")).get("info") or {}
+        except helm.HelmError:
+            info = {}
+        print_status(rel, info)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> None:
@@ -677,6 +696,10 @@ class Parser(argparse.ArgumentParser):
         m = re.match(r"argument (?:command|get_what): invalid choice: '([^']*)'", message)
         if m:
             die(f'unknown command "{m.group(1)}" for "{self.prog}"\nRun \'{self.prog} --help\' for usage.')
+        if message.startswith("the following arguments are required"):
+            missing = message.split(":", 1)[1].count(",") + 1
+            noun = "argument" if missing == 1 else "arguments"
+            die(f'"{self.prog}" requires {missing} {noun}\n\nUsage:  {self.prog} [flags]')
         message = message.replace("unrecognized arguments:", "unknown flag:")
         die(message)
 
@@ -836,6 +859,11 @@ def main(argv: list[str]) -> int:
     args.namespace = args.namespace or os.environ.get("HELM_NAMESPACE") or kubeconfig_namespace(args) or "default"
     args.kube_context = args.kube_context or os.environ.get("HELM_KUBECONTEXT") or None
     args.kubeconfig = args.kubeconfig or None
+    if args.debug or os.environ.get("HELM_DEBUG", "").lower() in ("1", "true"):
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(message)s")
+        helm.enable_logging(logging.DEBUG)
     if args.command == "get" and not getattr(args, "get_what", None):
         die('"helm get" requires a subcommand: all, hooks, manifest, metadata, notes, values')
     try:

@@ -2,6 +2,7 @@
 
 pub mod authz;
 pub mod controllers;
+pub mod demo;
 pub mod discovery;
 pub mod error;
 pub mod events;

@@ -15,6 +15,8 @@
 //!   anything validates, and patch computation again falls back to the
 //!   built-in types.
 
+use std::sync::OnceLock;
+
 use prost::Message;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha512};
@@ -37,17 +39,42 @@ pub const V2_PROTOBUF_CONTENT_TYPE: &str =
 pub fn v3_root(group_versions: &[(String, String)]) -> Value {
     let mut paths = Map::new();
     for (group, version) in group_versions {
-        let Some(doc) = v3_group_version(group, version) else {
+        let Some(cached) = cached_group_version(group, version) else {
             continue;
         };
         let path = gv_path(group, version);
-        let hash = hex::encode_upper(Sha512::digest(doc.to_string().as_bytes()));
+        let hash = &cached.hash;
         paths.insert(
             path.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
         );
     }
     json!({"paths": paths})
+}
+
+/// A group version's document and its hash, built once: the registry is
+/// static and kubectl fetches them on every apply.
+struct CachedDocument {
+    doc: Value,
+    hash: String,
+}
+
+fn cached_group_version(group: &str, version: &str) -> Option<&'static CachedDocument> {
+    static CACHE: OnceLock<Vec<(String, String, CachedDocument)>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        registered_group_versions()
+            .into_iter()
+            .filter_map(|(g, v)| {
+                let doc = build_group_version(&g, &v)?;
+                let hash = hex::encode_upper(Sha512::digest(doc.to_string().as_bytes()));
+                Some((g, v, CachedDocument { doc, hash }))
+            })
+            .collect()
+    });
+    cache
+        .iter()
+        .find(|(g, v, _)| g == group && v == version)
+        .map(|(_, _, cached)| cached)
 }
 
 /// The group versions of every registered kind, for [`v3_root`].
@@ -68,6 +95,10 @@ pub fn registered_group_versions() -> Vec<(String, String)> {
 /// kind under `components.schemas`. `None` when no kind is registered in
 /// that group version (answer 404).
 pub fn v3_group_version(group: &str, version: &str) -> Option<Value> {
+    cached_group_version(group, version).map(|c| c.doc.clone())
+}
+
+fn build_group_version(group: &str, version: &str) -> Option<Value> {
     let kinds: Vec<&ResourceType> = registry::ALL
         .iter()
         .copied()
@@ -79,20 +110,6 @@ pub fn v3_group_version(group: &str, version: &str) -> Option<Value> {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     schemas.insert(
-        OBJECT_META.into(),
-        json!({
-            "description": "ObjectMeta is metadata that all persisted resources must have.",
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "namespace": {"type": "string"},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "annotations": {"type": "object", "additionalProperties": {"type": "string"}}
-            },
-            "x-kubernetes-preserve-unknown-fields": true
-        }),
-    );
-    schemas.insert(
         PATCH.into(),
         json!({"description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.", "type": "object"}),
     );
@@ -103,20 +120,17 @@ pub fn v3_group_version(group: &str, version: &str) -> Option<Value> {
     for rt in kinds {
         let name = definition_name(rt);
         let gvk = json!({"group": rt.group, "version": rt.version, "kind": rt.kind});
-        schemas.insert(
-            name.clone(),
-            json!({
-                "description": format!("{} of the Kubernetes API ({}).", rt.kind, rt.api_version()),
-                "type": "object",
-                "properties": {
-                    "apiVersion": {"type": "string"},
-                    "kind": {"type": "string"},
-                    "metadata": {"allOf": [{"$ref": format!("#/components/schemas/{OBJECT_META}")}], "default": {}}
-                },
-                "x-kubernetes-preserve-unknown-fields": true,
-                "x-kubernetes-group-version-kind": [gvk.clone()]
-            }),
-        );
+        let message = crate::proto::message_name(rt.group, rt.version, rt.kind);
+        let mut schema = message_schema(&message, &mut schemas);
+        schema["description"] = json!(format!(
+            "{} of the Kubernetes API ({}).",
+            rt.kind,
+            rt.api_version()
+        ));
+        schema["properties"]["apiVersion"] = json!({"type": "string"});
+        schema["properties"]["kind"] = json!({"type": "string"});
+        schema["x-kubernetes-group-version-kind"] = json!([gvk.clone()]);
+        schemas.insert(name.clone(), schema);
         let list_name = format!("{name}List");
         schemas.insert(
             list_name.clone(),
@@ -216,7 +230,6 @@ pub fn v3_group_version(group: &str, version: &str) -> Option<Value> {
     }))
 }
 
-const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
 const JSON: &str = "application/json";
@@ -225,6 +238,71 @@ const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 const APPLY_PATCH: &str = "application/apply-patch+yaml";
 const JSON_PATCH: &str = "application/json-patch+json";
 const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// The OpenAPI schema of a protobuf message from the message table, adding
+/// the schemas of the messages it refers to (`$ref`) to `schemas`.
+fn message_schema(message: &str, schemas: &mut Map<String, Value>) -> Value {
+    let special = match message.rsplit('.').next().unwrap_or_default() {
+        "Time" | "MicroTime" if message.contains(".meta.") => {
+            Some(json!({"type": "string", "format": "date-time"}))
+        }
+        "Duration" if message.contains(".meta.") => Some(json!({"type": "string"})),
+        "Quantity" | "IntOrString" => Some(json!({
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [{"type": "integer"}, {"type": "string"}]
+        })),
+        "RawExtension" => {
+            Some(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}))
+        }
+        "FieldsV1" => Some(json!({"type": "object"})),
+        _ => None,
+    };
+    if let Some(schema) = special {
+        return schema;
+    }
+    let Some(table) = crate::proto::schema_message(message) else {
+        return json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    };
+    let mut properties = Map::new();
+    for field in table.fields {
+        let item = match field.ty {
+            crate::proto::SchemaType::Str => json!({"type": "string"}),
+            crate::proto::SchemaType::I32 => json!({"type": "integer", "format": "int32"}),
+            crate::proto::SchemaType::I64 => json!({"type": "integer", "format": "int64"}),
+            crate::proto::SchemaType::Bool => json!({"type": "boolean"}),
+            crate::proto::SchemaType::Bytes => json!({"type": "string", "format": "byte"}),
+            crate::proto::SchemaType::Msg(name) => {
+                let schema_name = schema_name(name);
+                if !schemas.contains_key(&schema_name) {
+                    // Placeholder first: message graphs may be recursive.
+                    schemas.insert(schema_name.clone(), json!({}));
+                    let schema = message_schema(name, schemas);
+                    schemas.insert(schema_name.clone(), schema);
+                }
+                json!({"$ref": format!("#/components/schemas/{schema_name}")})
+            }
+        };
+        let property = if field.map {
+            json!({"type": "object", "additionalProperties": item})
+        } else if field.repeated {
+            json!({"type": "array", "items": item})
+        } else if item.get("$ref").is_some() {
+            json!({"allOf": [item]})
+        } else {
+            item
+        };
+        properties.insert(field.json.to_string(), property);
+    }
+    json!({"type": "object", "properties": properties})
+}
+
+/// `io.k8s.api.core.v1.PodSpec` for the message `k8s.io.api.core.v1.PodSpec`.
+fn schema_name(message: &str) -> String {
+    match message.strip_prefix("k8s.io.") {
+        Some(rest) => format!("io.k8s.{rest}"),
+        None => message.to_string(),
+    }
+}
 
 /// `io.k8s.api.apps.v1.Deployment`, `io.k8s.api.core.v1.Pod`,
 /// `io.k8s.api.rbac.v1.Role`: the definition names a real server uses.
@@ -528,6 +606,16 @@ mod tests {
         assert!(content.contains_key("application/apply-patch+yaml"));
         assert!(!content.contains_key("application/strategic-merge-patch+json"));
         let schema = &doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(
+            schema["properties"]["spec"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"
+        );
+        let container = &doc["components"]["schemas"]["io.k8s.api.core.v1.Container"];
+        assert_eq!(container["properties"]["image"]["type"], "string");
+        assert_eq!(
+            container["properties"]["ports"]["items"]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.ContainerPort"
+        );
         assert_eq!(
             schema["x-kubernetes-group-version-kind"],
             json!([{"group":"apps","version":"v1","kind":"Deployment"}])

@@ -159,6 +159,8 @@ rt!(STORAGECLASSES, "storage.k8s.io", "v1", "StorageClass", "storageclasses", "s
     short: &["sc"], namespaced: false, verbs: ALL_VERBS, sub: NONE, cat: NONE);
 rt!(SELFSUBJECTACCESSREVIEWS, "authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview",
     short: NONE, namespaced: false, verbs: CREATE_ONLY, sub: NONE, cat: NONE);
+rt!(SELFSUBJECTREVIEWS, "authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
+    short: NONE, namespaced: false, verbs: CREATE_ONLY, sub: NONE, cat: NONE);
 rt!(SELFSUBJECTRULESREVIEWS, "authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview",
     short: NONE, namespaced: false, verbs: CREATE_ONLY, sub: NONE, cat: NONE);
 
@@ -194,6 +196,7 @@ pub static ALL: &[&ResourceType] = &[
     &STORAGECLASSES,
     &SELFSUBJECTACCESSREVIEWS,
     &SELFSUBJECTRULESREVIEWS,
+    &SELFSUBJECTREVIEWS,
 ];
 
 /// The type served at `/api/v1/<plural>` (`group == ""`) or

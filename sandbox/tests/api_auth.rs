@@ -103,6 +103,12 @@ fn rules_forbid_with_a_real_servers_message_and_reviews_agree() {
         reply.json()["message"],
         "pods \"x\" is forbidden: User \"sandbox-user\" cannot create resource \"pods/exec\" in API group \"\" in the namespace \"kleidia\""
     );
+    // kubectl's WebSocket exec is a GET, still authorized as create.
+    assert_eq!(
+        api.get("/api/v1/namespaces/kleidia/pods/x/exec?command=ls")
+            .status,
+        403
+    );
     let reply = api.post(
         "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
         &json!({"spec": {"resourceAttributes": {"verb": "create", "resource": "pods", "subresource": "exec", "namespace": "kleidia"}}}),

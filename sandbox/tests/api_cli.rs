@@ -78,6 +78,42 @@ fn up_detached_env_fault_and_down() {
         .unwrap();
     assert!(out.status.success());
 
+    // Authorization rules from a file, then back to allow-all.
+    let kubectl = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/kubectl");
+    assert!(
+        kubectl.exists(),
+        "real kubectl is missing at {}; run scripts/setup first",
+        kubectl.display()
+    );
+    let can_i = || {
+        let out = Command::new(&kubectl)
+            .args(["auth", "can-i", "list", "pods"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"[{"allow": false, "verbs": ["list"], "resources": ["pods"]}, {"allow": true}]"#,
+    )
+    .unwrap();
+    let out = bin()
+        .args(["authz", "--dir", ds, "--rules", rules.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(can_i(), "no");
+    let out = bin().args(["authz", "--dir", ds]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(can_i(), "yes");
+
     let out = bin().args(["down", "--dir", ds]).output().unwrap();
     assert!(
         out.status.success(),

@@ -109,6 +109,8 @@ fn kubectl_gets_applies_and_checks_permissions() {
     );
 
     assert_eq!(ok(&sb, &["auth", "can-i", "list", "pods"]).trim(), "yes");
+    let whoami = ok(&sb, &["auth", "whoami"]);
+    assert!(whoami.contains("sandbox-user"), "{whoami}");
     sb.shared()
         .authz
         .set_rules(vec![Rule::deny(&["list"], &["pods"]), Rule::allow_all()]);

@@ -231,8 +231,8 @@ fn protobuf_secret_bodies_are_decoded() {
     assert_eq!(got["type"], "helm.sh/release.v1");
     assert_eq!(got["data"]["release"], secret["data"]["release"]);
     assert_eq!(got["metadata"]["labels"]["owner"], "helm");
-    // Kinds the decoder does not know are 415.
-    let other = kleidia_sandbox::proto::envelope("apps/v1", "Deployment", vec![]);
+    // Kinds the decoder does not know are 415 UnsupportedMediaType.
+    let other = kleidia_sandbox::proto::envelope("example.com/v1", "Frobnicator", vec![]);
     let r = api.request(
         hyper::Method::POST,
         DEPLOYS,

@@ -7,13 +7,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use kleidia_sandbox::runtimes::backend::KleidiaRuntime;
-use kleidia_sandbox::runtimes::openbao::{OpenBaoRuntime, OpenBaoStorage};
-use kleidia_sandbox::runtimes::postgres::PostgresRuntime;
+use kleidia_sandbox::demo::real_runtimes;
+use kleidia_sandbox::runtimes::openbao::OpenBaoStorage;
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
 use serde_json::Value;
 
@@ -37,11 +35,7 @@ impl Env {
             );
         }
         let sandbox = Sandbox::start(SandboxOptions {
-            runtimes: vec![
-                Arc::new(PostgresRuntime::new()),
-                Arc::new(OpenBaoRuntime::new(OpenBaoStorage::Raft)),
-                Arc::new(KleidiaRuntime::new()),
-            ],
+            runtimes: real_runtimes(OpenBaoStorage::Raft),
             pod_ready_delay: Duration::from_millis(100),
             ..SandboxOptions::default()
         })
@@ -162,6 +156,12 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
             "{out}"
         );
         assert!(out.contains("STATUS: deployed"), "{out}");
+        if release == "kleidia-services" {
+            assert!(
+                out.contains("NOTES:\nKleidia 1.0.0 is deployed in namespace kleidia."),
+                "{out}"
+            );
+        }
     }
 
     // helm list, as JSON: the fields and shapes of the real CLI.
@@ -368,6 +368,10 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
     assert!(err.starts_with("Error: UPGRADE FAILED: "), "{err}");
     let records = env.release_records("kleidia-services");
     assert_eq!(records.last().unwrap().1["info"]["status"], "failed");
+    assert_eq!(
+        env.helm_ok(&["ls", "-n", "kleidia", "--failed", "-q"]),
+        "kleidia-services\n"
+    );
 
     // --atomic: the failed upgrade is rolled back.
     let out = env.helm(&[
@@ -395,6 +399,67 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
     .unwrap();
     assert_eq!(status["info"]["status"], "deployed");
     assert_eq!(status["chart"]["metadata"]["version"], "1.0.0");
+
+    // Platform and data move to 1.1.0: their StatefulSet pods are replaced
+    // and come back with their data (PostgreSQL rows, an OpenBao that
+    // unseals by itself with the kept static key).
+    for release in ["kleidia-platform", "kleidia-data"] {
+        env.helm_ok(&[
+            "upgrade",
+            release,
+            &chart("1.1.0", release),
+            "-n",
+            "kleidia",
+            "--wait",
+            "--timeout",
+            "3m",
+        ]);
+    }
+    let images = env.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "kleidia",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
+    ]);
+    assert!(images.contains("postgres:15.6"), "{images}");
+    assert!(images.contains("openbao:2.4.3"), "{images}");
+    let versions = env.kubectl(&[
+        "exec",
+        "kleidia-data-postgres-cluster-0",
+        "-n",
+        "kleidia",
+        "--",
+        "psql",
+        "-U",
+        "yubiuser",
+        "-d",
+        "kleidia",
+        "-tAc",
+        "SELECT count(*) FROM schema_migrations",
+    ]);
+    assert_eq!(
+        versions.trim(),
+        "2",
+        "rows survive the PostgreSQL pod's replacement"
+    );
+    let status: Value = serde_json::from_str(&env.kubectl(&[
+        "exec",
+        "kleidia-platform-openbao-0",
+        "-n",
+        "kleidia",
+        "--",
+        "bao",
+        "status",
+        "-format=json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        status["sealed"], false,
+        "OpenBao unseals itself after its pod is replaced"
+    );
+    assert_eq!(status["initialized"], true);
 
     let missing = env.helm(&["history", "no-such-release", "-n", "kleidia"]);
     assert_eq!(missing.status.code(), Some(1));

@@ -533,7 +533,7 @@ async fn backend_reports_health_and_migrates_the_real_database() {
     );
     pg.start(&db).await.expect("postgres starts");
 
-    let rt = KleidiaRuntime::new();
+    let rt = KleidiaRuntime::new(pg.registry());
     assert!(rt.matches("ghcr.io/kleidia/kleidia-backend:1.1.0"));
     assert!(rt.matches("ghcr.io/kleidia/kleidia-frontend:1.1.0"));
     assert!(!rt.matches("postgres:15"));
@@ -640,4 +640,96 @@ async fn backend_reports_health_and_migrates_the_real_database() {
         &[],
     );
     assert!(rt.start(&broken).await.is_err());
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_dumpall_of_a_large_database_streams_with_flat_memory() {
+    require_postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = PostgresRuntime::new();
+    let db = container(dir.path(), "stream-test", "pg-0", "postgres:15", &pg_env());
+    rt.start(&db).await.expect("postgres starts");
+    // ~120 MB of rows.
+    exec(
+        &rt,
+        &db,
+        &[
+            "psql", "-v", "ON_ERROR_STOP=1", "-U", "yubiuser", "-d", "kleidia", "-c",
+            "CREATE TABLE blobs AS SELECT g AS id, repeat(md5(g::text), 16) AS body FROM generate_series(1, 220000) g",
+        ],
+        None,
+    )
+    .await
+    .ok("fill");
+
+    let (out_w, mut out_r) = tokio::io::duplex(64 * 1024);
+    let (err_w, mut err_r) = tokio::io::duplex(64 * 1024);
+    let io = ExecIo {
+        stdin: None,
+        stdout: Box::pin(out_w),
+        stderr: Box::pin(err_w),
+        tty: false,
+    };
+    let before = rss_kib();
+    let command = vec!["pg_dumpall".to_string(), "-U".into(), "yubiuser".into()];
+    let count = async {
+        use sha2::Digest;
+        let mut total = 0u64;
+        let mut peak = 0u64;
+        let mut tail = Vec::new();
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = out_r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            total += n as u64;
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > 4096 {
+                tail.drain(..tail.len() - 4096);
+            }
+            if total % (8 << 20) < n as u64 {
+                peak = peak.max(rss_kib());
+            }
+        }
+        let _ = hasher.finalize();
+        (
+            total,
+            peak.max(rss_kib()),
+            String::from_utf8_lossy(&tail).into_owned(),
+        )
+    };
+    let drain_err = async {
+        let mut v = Vec::new();
+        err_r.read_to_end(&mut v).await.unwrap();
+        v
+    };
+    let (outcome, (total, peak, tail), err) =
+        tokio::join!(rt.exec(&db, command, io), count, drain_err);
+    assert_eq!(
+        outcome,
+        ExecOutcome::Exit(0),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    assert!(total > 100 << 20, "dump of {total} bytes");
+    assert!(tail.contains("PostgreSQL database cluster dump complete"));
+    let growth_mib = peak.saturating_sub(before) / 1024;
+    assert!(
+        growth_mib < 64,
+        "memory grew by {growth_mib} MiB while streaming {} MiB",
+        total >> 20
+    );
+    rt.stop(&db).await;
 }

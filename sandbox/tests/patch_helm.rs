@@ -1,5 +1,5 @@
 //! The real Helm v4 engine (`helm-python-sdk` in `.venv`, installed by
-//! `scripts/setup`) installs, upgrades and rolls back a small chart in a
+//! `scripts/setup`) installs, upgrades, rolls back and uninstalls a small chart in a
 //! fresh sandbox. Helm stores each release revision as a Secret sent as
 //! Kubernetes protobuf and applies the chart's objects with server-side
 //! apply, so this checks protobuf decoding, server-side apply (keyed lists,
@@ -38,6 +38,8 @@ elif action == "upgrade":
     cfg.upgrade(chart, "demo", json.loads(arg), namespace="kleidia", timeout=60)
 elif action == "rollback":
     cfg.rollback("demo", version=int(arg), timeout=60)
+elif action == "uninstall":
+    cfg.uninstall("demo", timeout=60)
 "#;
 
 const CHART_YAML: &str = "apiVersion: v2\nname: demo\nversion: 0.1.0\n";
@@ -166,7 +168,7 @@ fn assert_release(secret: &Value, revision: u32, status: &str) {
 }
 
 #[test]
-fn helm_installs_upgrades_and_rolls_back_a_chart() {
+fn helm_installs_upgrades_rolls_back_and_uninstalls_a_chart() {
     let sb = Sandbox::start(SandboxOptions {
         controllers: false,
         ..SandboxOptions::default()
@@ -210,4 +212,21 @@ fn helm_installs_upgrades_and_rolls_back_a_chart() {
     );
     let cfg = get(&sb, &registry::CONFIGMAPS, "demo-cfg");
     assert_eq!(cfg["data"]["extra"], "yes");
+
+    // Uninstall deletes the objects and the release records (client-go
+    // sends DeleteOptions as protobuf).
+    helm.run("uninstall", "");
+    let store = &sb.shared().store;
+    for (rt, name) in [
+        (&registry::DEPLOYMENTS, "demo-web"),
+        (&registry::CONFIGMAPS, "demo-cfg"),
+        (&registry::SERVICES, "demo-svc"),
+        (&registry::SECRETS, "sh.helm.release.v1.demo.v3"),
+    ] {
+        assert!(
+            store.try_get(rt, Some("kleidia"), name).is_none(),
+            "{} {name} is gone after uninstall",
+            rt.plural
+        );
+    }
 }

@@ -377,6 +377,12 @@ fn openapi_documents_answer_kubectl() {
     );
     let v2: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
     assert_eq!(v2["swagger"], "2.0");
+    // kubectl explain walks the v3 schemas down to nested fields.
+    let explained = k.quiet(&["explain", "deployment.spec.template.spec.containers.image"]);
+    assert!(
+        explained.contains("FIELD: image <string>"),
+        "explain output: {explained}"
+    );
 }
 
 /// `kubectl apply --server-side` over an object kubectl applied client-side
@@ -423,5 +429,69 @@ fn server_side_apply_takes_over_client_side_apply() {
     assert_eq!(
         entry(&cm, "kubectl")["fieldsV1"]["f:data"],
         serde_json::json!({"f:a": {}})
+    );
+}
+
+/// kubectl's `create <kind>` commands send Kubernetes protobuf bodies.
+#[test]
+fn kubectl_create_sends_protobuf_the_server_decodes() {
+    let sb = sandbox();
+    let k = Kubectl::new(&sb);
+    k.quiet(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "kleidia",
+        "--image=example/app:1",
+        "--replicas=0",
+        "--port=8080",
+    ]);
+    let web = k.json(&["-n", "kleidia", "get", "deployment", "web"]);
+    assert_eq!(web["spec"]["replicas"], 0, "a zero replica count survives");
+    assert_eq!(web["spec"]["selector"]["matchLabels"]["app"], "web");
+    let container = &web["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "example/app:1");
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    assert!(
+        web["spec"]["template"]["metadata"]
+            .get("creationTimestamp")
+            .is_none()
+            || web["spec"]["template"]["metadata"]["creationTimestamp"].is_null(),
+        "an unset timestamp stays unset: {}",
+        web["spec"]["template"]["metadata"]
+    );
+
+    k.quiet(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        "kleidia",
+        "--tcp=80:8080",
+    ]);
+    let svc = k.json(&["-n", "kleidia", "get", "service", "web"]);
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(
+        svc["spec"]["ports"][0]["targetPort"], 8080,
+        "IntOrString as a number"
+    );
+
+    k.quiet(&[
+        "create",
+        "job",
+        "once",
+        "-n",
+        "kleidia",
+        "--image=example/tool:1",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    let job = k.json(&["-n", "kleidia", "get", "job", "once"]);
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
     );
 }

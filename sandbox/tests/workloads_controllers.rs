@@ -441,3 +441,102 @@ async fn job_runs_its_command_to_completion() {
         "file written inside the container root"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_to_completion_before_the_app() {
+    let c = Cluster::start();
+    c.create(
+        &registry::PODS,
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "app", "namespace": "kleidia"},
+            "spec": {
+                "initContainers": [{"name": "migrate", "image": "busybox:1.36",
+                    // Fails once, then succeeds: a retried init container.
+                    "command": ["sh", "-c", "echo migrating; test -f /tmp/ok || { touch /tmp/ok; exit 1; }"]}],
+                "containers": [{"name": "app", "image": "busybox:1.36"}],
+            },
+        }),
+    );
+    let p = c
+        .until("the pod to be ready after its init container", |c| {
+            let p = c.get(&registry::PODS, "app")?;
+            condition(&p, "Ready")
+                .is_some_and(|r| r["status"] == "True")
+                .then_some(p)
+        })
+        .await;
+    assert_eq!(condition(&p, "Initialized").unwrap()["status"], "True");
+    let init = &p["status"]["initContainerStatuses"][0];
+    assert_eq!(init["restartCount"], 1, "{init:#}");
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(init["lastState"]["terminated"]["exitCode"], 1);
+    let cref = kleidia_sandbox::controllers::pods::container_ref(&c.shared, &p, "migrate").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&cref.log_path).unwrap(),
+        "migrating\nmigrating\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_are_visible_in_the_containers() {
+    let c = Cluster::start();
+    c.create(
+        &registry::CONFIGMAPS,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "conf", "namespace": "kleidia"},
+            "data": {"app.conf": "listen 8080\n", "other": "x"}}),
+    );
+    c.create(
+        &registry::SECRETS,
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": "kleidia"},
+            "stringData": {"password": "s3cret"}}),
+    );
+    c.create(
+        &registry::JOBS,
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "vols", "namespace": "kleidia"},
+            "spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "volumes": [
+                    {"name": "shared", "emptyDir": {}},
+                    {"name": "conf", "configMap": {"name": "conf", "items": [{"key": "app.conf", "path": "app.conf"}]}},
+                    {"name": "creds", "secret": {"secretName": "creds"}},
+                ],
+                "initContainers": [{"name": "prepare", "image": "busybox:1.36",
+                    "command": ["sh", "-c", "echo prepared > /work/state"],
+                    "volumeMounts": [{"name": "shared", "mountPath": "/work"}]}],
+                "containers": [{"name": "main", "image": "busybox:1.36",
+                    "command": ["sh", "-c", "cat /work/state /etc/app/app.conf /run/secrets/password; ls /etc/app"],
+                    "volumeMounts": [
+                        {"name": "shared", "mountPath": "/work"},
+                        {"name": "conf", "mountPath": "/etc/app"},
+                        {"name": "creds", "mountPath": "/run/secrets", "readOnly": true},
+                    ]}],
+            }}},
+        }),
+    );
+    c.until("the job to complete", |c| {
+        let j = c.get(&registry::JOBS, "vols")?;
+        condition(&j, "Complete").is_some().then_some(())
+    })
+    .await;
+    let pod = c
+        .list(&registry::PODS)
+        .into_iter()
+        .find(|p| p["metadata"]["labels"]["job-name"] == "vols")
+        .unwrap();
+    let cref = kleidia_sandbox::controllers::pods::container_ref(&c.shared, &pod, "main").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&cref.log_path).unwrap(),
+        "prepared\nlisten 8080\ns3cretapp.conf\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cref.root.join("run/secrets/password"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "secret files are private");
+}

@@ -156,9 +156,10 @@ impl Kubelet {
 /// The `ContainerRef` of container `container` of `pod`, or `None` when the
 /// pod has no such container.
 pub fn container_ref(shared: &Shared, pod: &Value, container: &str) -> Option<ContainerRef> {
-    let spec = pod["spec"]["containers"]
-        .as_array()?
+    let spec = ["containers", "initContainers"]
         .iter()
+        .filter_map(|k| pod["spec"][*k].as_array())
+        .flatten()
         .find(|c| c["name"].as_str() == Some(container))?;
     let ns = namespace(pod);
     let pod_name = name(pod);
@@ -407,6 +408,9 @@ async fn run_pod(shared: Arc<Shared>, pod: Value, ip: String, cancel: Cancellati
         .as_array()
         .cloned()
         .unwrap_or_default();
+    if !run_init_containers(&shared, &pod, &restart_policy, &cancel).await {
+        return;
+    }
     let mut containers = Vec::new();
     let mut states = Vec::new();
     for spec in &specs {
@@ -511,6 +515,216 @@ async fn run_pod(shared: Arc<Shared>, pod: Value, ip: String, cancel: Cancellati
     for (c, rt, _) in &containers {
         rt.stop(c).await;
     }
+    // emptyDir volumes go with the pod.
+    let _ = std::fs::remove_dir_all(
+        shared
+            .options
+            .data_dir
+            .join("emptydir")
+            .join(&ns)
+            .join(&pname)
+            .join(uid(&pod)),
+    );
+}
+
+fn set_init_status(
+    shared: &Shared,
+    pod: &Value,
+    statuses: &[Value],
+    initialized: bool,
+    phase: Option<&str>,
+) {
+    let pending: Vec<String> = statuses
+        .iter()
+        .filter(|s| s["state"]["terminated"]["exitCode"] != 0)
+        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .collect();
+    let ts = now();
+    let _ = shared
+        .store
+        .mutate(&registry::PODS, Some(namespace(pod)), name(pod), |p| {
+            let st = &mut p["status"];
+            st["initContainerStatuses"] = json!(statuses);
+            if let Some(ph) = phase {
+                st["phase"] = json!(ph);
+            }
+            if let Some(conds) = st["conditions"].as_array_mut()
+                && let Some(c) = conds.iter_mut().find(|c| c["type"] == "Initialized")
+            {
+                let want = if initialized { "True" } else { "False" };
+                if c["status"] != want {
+                    c["status"] = json!(want);
+                    c["lastTransitionTime"] = json!(ts);
+                }
+                if initialized {
+                    if let Some(o) = c.as_object_mut() {
+                        o.remove("reason");
+                        o.remove("message");
+                    }
+                } else {
+                    c["reason"] = json!("ContainersNotInitialized");
+                    c["message"] = json!(format!(
+                        "containers with incomplete status: [{}]",
+                        pending.join(" ")
+                    ));
+                }
+            }
+            if !initialized && let Some(cs) = p["spec"]["containers"].as_array().cloned() {
+                p["status"]["containerStatuses"] = json!(
+                    cs.iter()
+                        .map(|c| json!({
+                            "name": c["name"], "image": c["image"], "imageID": "",
+                            "ready": false, "started": false, "restartCount": 0,
+                            "state": {"waiting": {"reason": "PodInitializing"}},
+                            "lastState": {},
+                        }))
+                        .collect::<Vec<_>>()
+                );
+            }
+        });
+}
+
+/// Runs the pod's init containers in order, each to completion (retrying
+/// failures unless `restartPolicy: Never`). False when the pod was deleted
+/// or failed.
+async fn run_init_containers(
+    shared: &Arc<Shared>,
+    pod: &Value,
+    restart_policy: &str,
+    cancel: &CancellationToken,
+) -> bool {
+    let Some(inits) = pod["spec"]["initContainers"].as_array().cloned() else {
+        return true;
+    };
+    if inits.is_empty() {
+        return true;
+    }
+    let mut statuses: Vec<Value> = inits
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c["name"], "image": c["image"], "imageID": "",
+                "ready": false, "started": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "PodInitializing"}},
+                "lastState": {},
+            })
+        })
+        .collect();
+    set_init_status(shared, pod, &statuses, false, None);
+    for (i, spec) in inits.iter().enumerate() {
+        let cname = spec["name"].as_str().unwrap_or("").to_string();
+        let Some(c) = container_ref(shared, pod, &cname) else {
+            continue;
+        };
+        let Some(rt) = shared.runtimes.for_image(&c.image) else {
+            continue;
+        };
+        let _ = crate::runtimes::shell::prepare_root(&c.root);
+        super::volumes::project(shared, pod, spec, &c.root);
+        if let Some(dir) = c.log_path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let field = format!("spec.initContainers{{{cname}}}");
+        let ev = |t: EventType, reason: &str, msg: &str| {
+            events::record(shared, pod, t, reason, msg, "kubelet", &field);
+        };
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            ev(
+                EventType::Normal,
+                "Pulled",
+                &format!("Container image \"{}\" already present on machine", c.image),
+            );
+            ev(
+                EventType::Normal,
+                "Created",
+                &format!("Created container: {cname}"),
+            );
+            ev(
+                EventType::Normal,
+                "Started",
+                &format!("Started container {cname}"),
+            );
+            let started = now();
+            statuses[i]["state"] = json!({"running": {"startedAt": started}});
+            statuses[i]["started"] = json!(true);
+            statuses[i]["imageID"] = json!(image_id(&c.image));
+            set_init_status(shared, pod, &statuses, false, None);
+            let mut command: Vec<String> = Vec::new();
+            for key in ["command", "args"] {
+                if let Some(a) = spec[key].as_array() {
+                    command.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string)));
+                }
+            }
+            let exit = if command.is_empty() {
+                0
+            } else {
+                let open = || {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&c.log_path)
+                };
+                match (open(), open()) {
+                    (Ok(out), Ok(err)) => {
+                        let io = ExecIo {
+                            stdin: None,
+                            stdout: Box::pin(tokio::fs::File::from_std(out)),
+                            stderr: Box::pin(tokio::fs::File::from_std(err)),
+                            tty: false,
+                        };
+                        tokio::select! {
+                            o = rt.exec(&c, command, io) => match o {
+                                ExecOutcome::Exit(n) => n,
+                                ExecOutcome::Failed(_) => 128,
+                            },
+                            _ = cancel.cancelled() => return false,
+                        }
+                    }
+                    _ => 128,
+                }
+            };
+            let terminated = json!({"terminated": {
+                "exitCode": exit, "reason": if exit == 0 { "Completed" } else { "Error" },
+                "startedAt": started, "finishedAt": now(),
+            }});
+            statuses[i]["started"] = json!(false);
+            if exit == 0 {
+                statuses[i]["state"] = terminated;
+                statuses[i]["ready"] = json!(true);
+                set_init_status(shared, pod, &statuses, false, None);
+                break;
+            }
+            if restart_policy == "Never" {
+                statuses[i]["state"] = terminated;
+                set_init_status(shared, pod, &statuses, false, Some("Failed"));
+                return false;
+            }
+            let restarts = statuses[i]["restartCount"].as_u64().unwrap_or(0) + 1;
+            statuses[i]["restartCount"] = json!(restarts);
+            statuses[i]["lastState"] = terminated;
+            statuses[i]["state"] = json!({"waiting": {"reason": "CrashLoopBackOff",
+                "message": format!("back-off {}s restarting failed container={cname}", backoff.as_secs())}});
+            set_init_status(shared, pod, &statuses, false, None);
+            ev(
+                EventType::Warning,
+                "BackOff",
+                &format!(
+                    "Back-off restarting failed container {cname} in pod {}_{}({})",
+                    name(pod),
+                    namespace(pod),
+                    uid(pod)
+                ),
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = cancel.cancelled() => return false,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+    set_init_status(shared, pod, &statuses, true, None);
+    true
 }
 
 /// Writes the pod status computed from the containers' states; returns
@@ -663,6 +877,7 @@ impl ContainerDriver {
             let _ = std::fs::create_dir_all(dir);
         }
         let _ = crate::runtimes::shell::prepare_root(&self.c.root);
+        super::volumes::project(&self.shared, &self.pod, &self.spec, &self.c.root);
 
         if tag.contains("broken") {
             let mut backoff = Duration::from_secs(1);

@@ -23,7 +23,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-use super::postgres::{self, PgEndpoint, SimpleCommand, delegate_to_shell, log_line, program_name};
+use super::postgres::{
+    PgEndpoint, PgRegistry, SimpleCommand, delegate_to_shell, log_line, program_name,
+};
 use crate::runtime::{BoxedStream, ContainerRef, ExecIo, ExecOutcome, ImageRuntime};
 
 /// What can go wrong with a backend migration.
@@ -55,18 +57,24 @@ struct Server {
 struct Shared {
     app: App,
     container: ContainerRef,
+    databases: PgRegistry,
 }
 
 /// The runtime for Kleidia backend (`*backend*`) and frontend
 /// (`*frontend*`) images.
-#[derive(Default)]
 pub struct KleidiaRuntime {
     servers: tokio::sync::Mutex<HashMap<PathBuf, Server>>,
+    databases: PgRegistry,
 }
 
 impl KleidiaRuntime {
-    pub fn new() -> Self {
-        Self::default()
+    /// `databases`: the PostgreSQL runtime's servers
+    /// ([`super::postgres::PostgresRuntime::registry`]) of the same sandbox.
+    pub fn new(databases: PgRegistry) -> Self {
+        Self {
+            servers: tokio::sync::Mutex::new(HashMap::new()),
+            databases,
+        }
     }
 
     async fn port(&self, c: &ContainerRef) -> Option<u16> {
@@ -94,6 +102,7 @@ impl KleidiaRuntime {
         let shared = Arc::new(Shared {
             app,
             container: c.clone(),
+            databases: self.databases.clone(),
         });
         let accept = tokio::spawn(serve(listener, shared));
         let name = match app {
@@ -110,10 +119,11 @@ impl KleidiaRuntime {
         );
         let migrator = (app == App::Backend).then(|| {
             let c = c.clone();
+            let databases = self.databases.clone();
             tokio::spawn(async move {
                 // AutoMigrate at start; the database may come up later.
                 loop {
-                    match migrate(&c).await {
+                    match migrate(&databases, &c).await {
                         Ok(_) => return,
                         Err(e) => {
                             log_line(&c.log_path, &format!("migration at start: {e}; retrying"));
@@ -179,7 +189,7 @@ impl ImageRuntime for KleidiaRuntime {
             }
             match app_of(&c.image) {
                 App::Frontend => true,
-                App::Backend => health(c).await.0 == StatusCode::OK,
+                App::Backend => health(&self.databases, c).await.0 == StatusCode::OK,
             }
         })
     }
@@ -204,7 +214,7 @@ impl ImageRuntime for KleidiaRuntime {
             } = io;
             let sub = simple.argv.get(1).map(String::as_str).unwrap_or("");
             let (code, out, err) = match sub {
-                "migrate" => match migrate(c).await {
+                "migrate" => match migrate(&self.databases, c).await {
                     Ok(msg) => (0, msg, String::new()),
                     Err(e) => {
                         log_line(&c.log_path, &format!("migration failed: {e}"));
@@ -280,7 +290,7 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Respons
     let path = req.uri().path();
     let (status, content_type, body) = match (shared.app, path) {
         (App::Backend, "/api/health" | "/health" | "/healthz") => {
-            let (status, body) = health(c).await;
+            let (status, body) = health(&shared.databases, c).await;
             (status, "application/json", body.to_string())
         }
         (App::Backend, "/api/version") => (
@@ -314,8 +324,8 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Respons
 }
 
 /// The backend's health: its version and whether its database answers.
-async fn health(c: &ContainerRef) -> (StatusCode, serde_json::Value) {
-    let db = database(c);
+async fn health(databases: &PgRegistry, c: &ContainerRef) -> (StatusCode, serde_json::Value) {
+    let db = database(databases, c);
     let db_state = match &db {
         Ok(ep) => {
             if psql(c, ep, "SELECT 1").await.is_ok() {
@@ -350,12 +360,14 @@ fn env_first<'a>(c: &'a ContainerRef, names: &[&str]) -> Option<&'a str> {
 }
 
 /// The data release's running PostgreSQL, as `DB_HOST` names it.
-fn database(c: &ContainerRef) -> Result<PgEndpoint, MigrationError> {
+fn database(databases: &PgRegistry, c: &ContainerRef) -> Result<PgEndpoint, MigrationError> {
     let host = env_first(c, &["DB_HOST", "DATABASE_HOST", "POSTGRES_HOST", "PGHOST"]).unwrap_or("");
-    postgres::lookup(&c.namespace, host).ok_or_else(|| MigrationError::DatabaseNotFound {
-        namespace: c.namespace.clone(),
-        host: host.to_string(),
-    })
+    databases
+        .lookup(&c.namespace, host)
+        .ok_or_else(|| MigrationError::DatabaseNotFound {
+            namespace: c.namespace.clone(),
+            host: host.to_string(),
+        })
 }
 
 async fn psql(c: &ContainerRef, ep: &PgEndpoint, sql: &str) -> Result<String, MigrationError> {
@@ -428,8 +440,8 @@ COMMIT;"
 
 /// Runs the idempotent migration against the data release's database and
 /// says what it did (also in the container log).
-pub async fn migrate(c: &ContainerRef) -> Result<String, MigrationError> {
-    let ep = database(c)?;
+pub async fn migrate(databases: &PgRegistry, c: &ContainerRef) -> Result<String, MigrationError> {
+    let ep = database(databases, c)?;
     log_line(
         &c.log_path,
         &format!(

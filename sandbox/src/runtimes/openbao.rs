@@ -64,6 +64,15 @@ impl std::fmt::Display for OpenBaoStorage {
     }
 }
 
+impl From<crate::state::OpenBaoStorage> for OpenBaoStorage {
+    fn from(s: crate::state::OpenBaoStorage) -> Self {
+        match s {
+            crate::state::OpenBaoStorage::Raft => Self::Raft,
+            crate::state::OpenBaoStorage::File => Self::File,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpenBaoError {
     #[error(
@@ -427,7 +436,13 @@ impl ImageRuntime for OpenBaoRuntime {
 /// The root token the runtime got when it initialised this container's
 /// OpenBao, for the sandbox's `env` (never to be logged).
 pub fn root_token(c: &ContainerRef) -> Option<String> {
-    std::fs::read_to_string(root_token_path(c))
+    root_token_at(&c.root)
+}
+
+/// [`root_token`] from a container's root folder (the sandbox's
+/// `Shared::container_dir(ns, pod, container).join("root")`).
+pub fn root_token_at(container_root: &Path) -> Option<String> {
+    std::fs::read_to_string(container_root.join(STATE_DIR).join("root-token"))
         .ok()
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
@@ -438,8 +453,10 @@ pub fn root_token_path(c: &ContainerRef) -> PathBuf {
     state_dir(c).join("root-token")
 }
 
+const STATE_DIR: &str = ".sandbox-openbao";
+
 fn state_dir(c: &ContainerRef) -> PathBuf {
-    c.root.join(".sandbox-openbao")
+    c.root.join(STATE_DIR)
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {

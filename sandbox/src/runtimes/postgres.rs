@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -79,38 +79,56 @@ impl PgEndpoint {
     }
 }
 
-/// Running servers by (namespace, pod): other runtimes (the backend's
-/// migrations) find the data release's database here.
-static REGISTRY: LazyLock<Mutex<HashMap<(String, String), PgEndpoint>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The running servers of one sandbox by (namespace, pod): other runtimes
+/// (the backend's migrations) find the data release's database here. Each
+/// [`PostgresRuntime`] has its own, so sandboxes in one process never see
+/// each other's databases.
+#[derive(Clone, Default)]
+pub struct PgRegistry(Arc<Mutex<HashMap<(String, String), PgEndpoint>>>);
 
-/// Finds the running server a client in `namespace` reaches as `host`: a pod
-/// name, a Service name whose StatefulSet pod is `<host>-0`, or a DNS name
-/// (`svc.ns.svc.cluster.local`). With one server in the namespace and no
-/// better match, that one.
-pub fn lookup(namespace: &str, host: &str) -> Option<PgEndpoint> {
-    let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    let mut parts = host.split('.');
-    let short = parts.next().unwrap_or(host);
-    let ns = parts.next().filter(|s| *s != "svc").unwrap_or(namespace);
-    for name in [short.to_string(), format!("{short}-0")] {
-        if let Some(ep) = reg.get(&(ns.to_string(), name)) {
-            return Some(ep.clone());
+impl PgRegistry {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), PgEndpoint>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, ep: PgEndpoint) {
+        self.map()
+            .insert((ep.namespace.clone(), ep.pod.clone()), ep);
+    }
+
+    fn remove(&self, namespace: &str, pod: &str) {
+        self.map().remove(&(namespace.to_string(), pod.to_string()));
+    }
+
+    /// Finds the running server a client in `namespace` reaches as `host`:
+    /// a pod name, a Service name whose StatefulSet pod is `<host>-0`, or a
+    /// DNS name (`svc.ns.svc.cluster.local`). With one server in the
+    /// namespace and no better match, that one.
+    pub fn lookup(&self, namespace: &str, host: &str) -> Option<PgEndpoint> {
+        let reg = self.map();
+        let mut parts = host.split('.');
+        let short = parts.next().unwrap_or(host);
+        let ns = parts.next().filter(|s| *s != "svc").unwrap_or(namespace);
+        for name in [short.to_string(), format!("{short}-0")] {
+            if let Some(ep) = reg.get(&(ns.to_string(), name)) {
+                return Some(ep.clone());
+            }
+        }
+        let mut in_ns = reg.values().filter(|e| e.namespace == ns);
+        match (in_ns.next(), in_ns.next()) {
+            (Some(only), None) if host.is_empty() || short.contains("postgres") => {
+                Some(only.clone())
+            }
+            _ => None,
         }
     }
-    let mut in_ns = reg.values().filter(|e| e.namespace == ns);
-    match (in_ns.next(), in_ns.next()) {
-        (Some(only), None) if host.is_empty() || short.contains("postgres") => Some(only.clone()),
-        _ => None,
-    }
-}
 
-/// Every running server (for diagnostics and the sandbox's `env`).
-pub fn running() -> Vec<PgEndpoint> {
-    let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    let mut v: Vec<_> = reg.values().cloned().collect();
-    v.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
-    v
+    /// Every running server (for diagnostics and the sandbox's `env`).
+    pub fn running(&self) -> Vec<PgEndpoint> {
+        let mut v: Vec<_> = self.map().values().cloned().collect();
+        v.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+        v
+    }
 }
 
 struct Server {
@@ -122,11 +140,17 @@ struct Server {
 #[derive(Default)]
 pub struct PostgresRuntime {
     servers: tokio::sync::Mutex<HashMap<PathBuf, Server>>,
+    registry: PgRegistry,
 }
 
 impl PostgresRuntime {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// This runtime's running servers, for the backend runtime.
+    pub fn registry(&self) -> PgRegistry {
+        self.registry.clone()
     }
 
     async fn endpoint(&self, c: &ContainerRef) -> Option<PgEndpoint> {
@@ -220,10 +244,7 @@ impl PostgresRuntime {
                         self.stop_server(c).await;
                         return Err(e);
                     }
-                    REGISTRY
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert((c.namespace.clone(), c.pod.clone()), ep);
+                    self.registry.insert(ep);
                     return Ok(());
                 }
                 Err(e) => {
@@ -242,10 +263,7 @@ impl PostgresRuntime {
 
     async fn stop_server(&self, c: &ContainerRef) {
         let server = self.servers.lock().await.remove(&c.root);
-        REGISTRY
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(c.namespace.clone(), c.pod.clone()));
+        self.registry.remove(&c.namespace, &c.pod);
         if let Some(mut s) = server {
             // SIGINT is PostgreSQL's "fast" shutdown: roll back open
             // transactions, checkpoint, exit.
@@ -1034,13 +1052,19 @@ mod tests {
             superuser: "u".into(),
             database: "d".into(),
         };
-        REGISTRY
-            .lock()
-            .unwrap()
-            .insert(("lookup-test".into(), "db-postgres-0".into()), ep);
-        assert!(lookup("lookup-test", "db-postgres").is_some());
-        assert!(lookup("other", "db-postgres.lookup-test.svc.cluster.local").is_some());
-        assert!(lookup("lookup-test", "db-postgres-0").is_some());
-        assert!(lookup("lookup-test", "redis").is_none());
+        let reg = PgRegistry::default();
+        reg.insert(ep);
+        assert!(reg.lookup("lookup-test", "db-postgres").is_some());
+        assert!(
+            reg.lookup("other", "db-postgres.lookup-test.svc.cluster.local")
+                .is_some()
+        );
+        assert!(reg.lookup("lookup-test", "db-postgres-0").is_some());
+        assert!(reg.lookup("lookup-test", "redis").is_none());
+        assert!(
+            PgRegistry::default()
+                .lookup("lookup-test", "db-postgres")
+                .is_none()
+        );
     }
 }

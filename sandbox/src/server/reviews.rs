@@ -16,6 +16,18 @@ pub fn answer(shared: &Shared, rt: &ResourceType, obj: &Value) -> Option<Result<
     if rt.same(&registry::SELFSUBJECTRULESREVIEWS) {
         return Some(Ok(rules_review(shared, obj)));
     }
+    if rt.same(&registry::SELFSUBJECTREVIEWS) {
+        // `kubectl auth whoami`
+        return Some(Ok(json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "SelfSubjectReview",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": {
+                "username": crate::authz::USER,
+                "groups": ["system:authenticated"],
+            }},
+        })));
+    }
     None
 }
 

@@ -272,6 +272,14 @@ pub fn parse_resource_path(s: &[&str]) -> Option<RequestInfo> {
 }
 
 fn verb_of(method: &Method, info: &RequestInfo, q: &Query) -> &'static str {
+    // Streams are authorized as `create` whatever the method (kubectl's
+    // WebSocket exec is a GET), as a real server does since 1.31.
+    if matches!(
+        info.subresource.as_deref(),
+        Some("exec" | "attach" | "portforward")
+    ) {
+        return "create";
+    }
     match *method {
         Method::GET | Method::HEAD => {
             if info.legacy_watch || q.flag("watch") {

@@ -84,7 +84,10 @@ pub fn serve(
         loop {
             let ev = tokio::select! {
                 ev = stream.next() => match ev { Some(ev) => ev, None => break },
-                _ = tick.tick(), if bookmarks => stream.bookmark(),
+                _ = tick.tick(), if bookmarks => match stream.bookmark() {
+                    Some(b) => b,
+                    None => continue,
+                },
                 _ = &mut deadline => break,
                 _ = drops.changed() => break,
                 _ = shutdown.cancelled() => break,

@@ -18,6 +18,7 @@
 //! resourceVersion and send no event.
 
 mod defaults;
+mod validate;
 mod watch;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -672,6 +673,9 @@ impl Store {
         }
         let new = match kind {
             UpdateKind::Main => {
+                // Compare like with like: the stored object has its defaults.
+                defaults::apply(rt, &mut obj);
+                validate::update(rt, &old, &mut obj)?;
                 if rt.has_status() {
                     match old.get("status") {
                         Some(s) => obj["status"] = s.clone(),

@@ -298,3 +298,25 @@ fn namespace_delete_removes_content() {
             .is_empty()
     );
 }
+
+#[test]
+fn statefulset_replace_without_defaults_is_not_an_immutable_change() {
+    use crate::registry::STATEFULSETS;
+    let s = store_with_ns();
+    let sts = json!({"metadata": {"name": "db"}, "spec": {"serviceName": "db", "selector": {"matchLabels": {"a": "b"}},
+        "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "pg:15"}]}}}});
+    s.create(&STATEFULSETS, Some("kleidia"), sts.clone())
+        .unwrap();
+    let mut newer = sts.clone();
+    newer["spec"]["template"]["spec"]["containers"][0]["image"] = json!("pg:16");
+    let u = s.update(&STATEFULSETS, Some("kleidia"), newer).unwrap();
+    assert_eq!(u["metadata"]["generation"], 2);
+    let mut bad = sts;
+    bad["spec"]["serviceName"] = json!("other");
+    assert_eq!(
+        s.update(&STATEFULSETS, Some("kleidia"), bad)
+            .unwrap_err()
+            .code(),
+        422
+    );
+}

@@ -114,9 +114,13 @@ impl WatchStream {
         self.last_rv
     }
 
-    /// A bookmark at [`WatchStream::last_rv`].
-    pub fn bookmark(&self) -> WatchEvent {
-        WatchEvent::Bookmark(self.last_rv)
+    /// A bookmark at [`WatchStream::last_rv`], or `None` while replayed or
+    /// initial events are still queued (a bookmark then would let a
+    /// resuming client skip them).
+    pub fn bookmark(&self) -> Option<WatchEvent> {
+        self.pending
+            .is_empty()
+            .then_some(WatchEvent::Bookmark(self.last_rv))
     }
 
     pub fn resource(&self) -> &'static ResourceType {

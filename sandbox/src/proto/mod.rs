@@ -7,8 +7,19 @@
 //! [`decode`] turns such a body into the JSON object a JSON client would
 //! have sent, so the rest of the API server only ever sees JSON.
 //!
-//! Message structs and field numbers follow Kubernetes' `generated.proto`
-//! (k8s.io/api core/v1, k8s.io/apimachinery meta/v1 and runtime).
+//! Secret, ConfigMap and DeleteOptions are decoded by hand-written message
+//! structs; every other registered kind (kubectl's `create deployment`,
+//! `create job`, `create service`... send protobuf too) by a generic decoder
+//! walking a message table generated from the same `generated.proto` files
+//! (k8s.io/api, k8s.io/apimachinery meta/v1, runtime, resource, intstr):
+//! regenerate `schema.rs` with `generate_schema.py <registered kinds'
+//! messages> -- <generated.proto files> -- <package>=<types.go>...` (the Go
+//! types tell which zero values JSON clients omit).
+
+mod generic;
+mod schema;
+
+pub(crate) use generic::{Message as SchemaMessage, Ty as SchemaType};
 
 use std::collections::BTreeMap;
 
@@ -33,7 +44,7 @@ pub enum ProtoError {
     #[error("the protobuf request body is not a valid runtime.Unknown envelope: {0}")]
     Envelope(#[source] prost::DecodeError),
     #[error(
-        "protobuf request bodies are understood for v1 Secret, ConfigMap and DeleteOptions only, found apiVersion {api_version:?} kind {kind:?}; send this object as JSON instead"
+        "protobuf request bodies are understood for the sandbox's registered kinds only, found apiVersion {api_version:?} kind {kind:?}; send this object as JSON instead"
     )]
     UnsupportedKind { api_version: String, kind: String },
     #[error(
@@ -46,6 +57,8 @@ pub enum ProtoError {
         #[source]
         source: prost::DecodeError,
     },
+    #[error("the {kind} in the protobuf request body is not valid: {problem}")]
+    Wire { kind: String, problem: String },
     #[error("cannot encode the object as protobuf: {0}")]
     Encode(String),
 }
@@ -304,9 +317,41 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
                 out.insert("dryRun".into(), json!(opts.dry_run));
             }
         }
-        _ => return Err(ProtoError::UnsupportedKind { api_version, kind }),
+        _ => {
+            let (group, version) = match api_version.split_once('/') {
+                Some((group, version)) => (group, version),
+                None => ("", api_version.as_str()),
+            };
+            let name = message_name(group, version, &kind);
+            if generic::lookup(&name).is_none() {
+                return Err(ProtoError::UnsupportedKind { api_version, kind });
+            }
+            let decoded = generic::decode(&name, &raw).map_err(|e| ProtoError::Wire {
+                kind: kind.clone(),
+                problem: e.0,
+            })?;
+            if let Some(Value::Object(fields)) = decoded {
+                out.extend(fields);
+            }
+        }
     }
     Ok(Value::Object(out))
+}
+
+/// The protobuf message of a kind: `k8s.io.api.<package>.<version>.<Kind>`
+/// (package `core` for the core group, else the group's first label).
+pub(crate) fn message_name(group: &str, version: &str, kind: &str) -> String {
+    let package = match group {
+        "" => "core",
+        group => group.split('.').next().unwrap_or(group),
+    };
+    format!("k8s.io.api.{package}.{version}.{kind}")
+}
+
+/// The protobuf message table entry of a full message name (also the
+/// source of the OpenAPI schemas).
+pub(crate) fn schema_message(name: &str) -> Option<&'static SchemaMessage> {
+    generic::lookup(name)
 }
 
 /// Encodes a v1 Secret given as JSON into a Kubernetes protobuf body
@@ -349,15 +394,27 @@ pub fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Go's zero `time.Time` (year 1), which client-go always writes for an
-/// unset timestamp; JSON clients send nothing (or null) instead.
+/// Go's zero `time.Time` (year 1). Client-go writes an unset timestamp as
+/// an empty `Time` message (or, in older versions, as this instant); JSON
+/// clients send nothing (or null) instead.
 const GO_ZERO_TIME_SECONDS: i64 = -62_135_596_800;
 
 fn time_json(t: Option<Time>) -> Option<Value> {
+    time_json_precise(t, false)
+}
+
+/// A `Time` (whole seconds) or `MicroTime` (microseconds) as JSON; `None`
+/// for Go's zero time.
+fn time_json_precise(t: Option<Time>, micro: bool) -> Option<Value> {
     let t = t?;
-    let seconds = t.seconds.unwrap_or(0);
+    let seconds = t.seconds?;
     if seconds == GO_ZERO_TIME_SECONDS {
         return None;
+    }
+    if micro {
+        let nanos = u32::try_from(t.nanos.unwrap_or(0)).unwrap_or(0);
+        let dt = chrono::DateTime::from_timestamp(seconds, nanos)?;
+        return Some(json!(dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()));
     }
     let dt = chrono::DateTime::from_timestamp(seconds, 0)?;
     Some(json!(dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
@@ -673,13 +730,131 @@ mod tests {
         );
     }
 
+    /// A tiny protobuf writer, so the test spells the Go-shaped wire bytes
+    /// with the field numbers of `generated.proto` independently of the
+    /// decoder's generated table.
+    mod wire {
+        fn varint(mut v: u64, out: &mut Vec<u8>) {
+            loop {
+                let b = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    out.push(b);
+                    return;
+                }
+                out.push(b | 0x80);
+            }
+        }
+        pub fn int(n: u64, v: i64) -> Vec<u8> {
+            let mut out = Vec::new();
+            varint(n << 3, &mut out);
+            varint(v as u64, &mut out);
+            out
+        }
+        pub fn bytes(n: u64, b: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            varint((n << 3) | 2, &mut out);
+            varint(b.len() as u64, &mut out);
+            out.extend_from_slice(b);
+            out
+        }
+        pub fn msg(n: u64, parts: &[Vec<u8>]) -> Vec<u8> {
+            bytes(n, &parts.concat())
+        }
+        pub fn entry(n: u64, key: &str, value: Vec<u8>) -> Vec<u8> {
+            msg(n, &[bytes(1, key.as_bytes()), value])
+        }
+    }
+
+    /// A Deployment as kubectl's typed client sends it: zero values written
+    /// out, unset timestamps as empty Time messages, IntOrString and
+    /// Quantity messages, a label map.
+    #[test]
+    fn deployment_decodes_like_its_json() {
+        use wire::*;
+        let meta = msg(
+            1,
+            &[
+                bytes(1, b"web"),
+                bytes(2, b""),
+                bytes(3, b"kleidia"),
+                msg(8, &[]),
+            ],
+        );
+        let template = msg(
+            3,
+            &[
+                msg(1, &[msg(8, &[]), entry(11, "app", bytes(2, b"web"))]),
+                msg(
+                    2,
+                    &[msg(
+                        2,
+                        &[
+                            bytes(1, b"app"),
+                            bytes(2, b"example/app:1"),
+                            msg(6, &[bytes(1, b""), int(3, 8080), bytes(4, b"TCP")]),
+                            msg(8, &[entry(1, "cpu", msg(2, &[bytes(1, b"500m")]))]),
+                        ],
+                    )],
+                ),
+            ],
+        );
+        let strategy = msg(
+            4,
+            &[
+                bytes(1, b"RollingUpdate"),
+                msg(
+                    2,
+                    &[
+                        msg(1, &[int(1, 0), int(2, 1)]),
+                        msg(2, &[int(1, 1), bytes(3, b"25%")]),
+                    ],
+                ),
+            ],
+        );
+        let spec = msg(
+            2,
+            &[
+                int(1, 0),
+                msg(2, &[entry(1, "app", bytes(2, b"web"))]),
+                template,
+                strategy,
+                int(5, 0),
+                int(7, 0),
+            ],
+        );
+        let body = envelope("apps/v1", "Deployment", [meta, spec].concat());
+        assert_eq!(
+            decode(&body).unwrap(),
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "kleidia"},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{
+                            "name": "app",
+                            "image": "example/app:1",
+                            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                            "resources": {"limits": {"cpu": "500m"}}
+                        }]}
+                    },
+                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}}
+                }
+            })
+        );
+    }
+
     #[test]
     fn errors_are_typed() {
         assert!(matches!(
             decode(b"{\"kind\":\"Secret\"}"),
             Err(ProtoError::NoMagic)
         ));
-        let err = decode(&envelope("apps/v1", "Deployment", Vec::new())).unwrap_err();
+        let err = decode(&envelope("example.com/v1", "Widget", Vec::new())).unwrap_err();
         assert!(matches!(err, ProtoError::UnsupportedKind { .. }));
         assert_eq!(err.status_code(), 415);
         let mut garbage = MAGIC.to_vec();

@@ -1,0 +1,119 @@
+//! The demo deployment: the real-software runtimes and the three Kleidia
+//! releases installed by the real Helm engine (the sandbox's `helm`).
+//!
+//! `kleidia-sandbox up` (unless `--empty`) starts a sandbox with
+//! [`real_runtimes`] and then calls [`install_demo`] with the sandbox's
+//! kubeconfig and [`charts_dir`]`("1.0.0")`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use crate::runtime::ImageRuntime;
+use crate::runtimes::backend::KleidiaRuntime;
+use crate::runtimes::openbao::{OpenBaoRuntime, OpenBaoStorage};
+use crate::runtimes::postgres::PostgresRuntime;
+
+/// The releases of a Kleidia deployment, in the order they install.
+pub const RELEASES: [&str; 3] = ["kleidia-platform", "kleidia-data", "kleidia-services"];
+
+/// The namespace the demo installs into.
+pub const NAMESPACE: &str = "kleidia";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(
+        "the sandbox's helm command was not found at {0} (nor in $KLEIDIA_SANDBOX_HELM); \
+         it ships in the workspace under sandbox/helm: run from the workspace or set \
+         KLEIDIA_SANDBOX_HELM"
+    )]
+    HelmNotFound(PathBuf),
+    #[error("demo chart {chart} is missing: expected a chart folder there")]
+    ChartMissing { chart: PathBuf },
+    #[error("installing release {release} failed (helm exit {code:?}): {stderr}")]
+    Install {
+        release: String,
+        code: Option<i32>,
+        stderr: String,
+    },
+    #[error("running {helm}: {source}")]
+    Run {
+        helm: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The runtimes that make pods run real software, for
+/// `SandboxOptions::runtimes` (highest priority first).
+pub fn real_runtimes(openbao_storage: OpenBaoStorage) -> Vec<Arc<dyn ImageRuntime>> {
+    let postgres = PostgresRuntime::new();
+    let databases = postgres.registry();
+    vec![
+        Arc::new(postgres),
+        Arc::new(OpenBaoRuntime::new(openbao_storage)),
+        Arc::new(KleidiaRuntime::new(databases)),
+    ]
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A demo chart set: `1.0.0`, `1.1.0` or `1.1.0-broken`.
+pub fn charts_dir(set: &str) -> PathBuf {
+    workspace().join("sandbox/charts").join(set)
+}
+
+/// The sandbox's helm command: `$KLEIDIA_SANDBOX_HELM`, else
+/// `sandbox/helm/helm` in the workspace.
+pub fn helm_command() -> Result<PathBuf, DemoError> {
+    if let Some(p) = std::env::var_os("KLEIDIA_SANDBOX_HELM").map(PathBuf::from)
+        && p.is_file()
+    {
+        return Ok(p);
+    }
+    let p = workspace().join("sandbox/helm/helm");
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(DemoError::HelmNotFound(p))
+    }
+}
+
+/// Installs (or upgrades to) the three releases from `charts_dir` into
+/// namespace `kleidia`, one after the other, each waited for until ready.
+pub async fn install_demo(kubeconfig: &Path, charts_dir: &Path) -> Result<(), DemoError> {
+    let helm = helm_command()?;
+    for release in RELEASES {
+        let chart = charts_dir.join(release);
+        if !chart.join("Chart.yaml").is_file() {
+            return Err(DemoError::ChartMissing { chart });
+        }
+        let out = tokio::process::Command::new(&helm)
+            .arg("upgrade")
+            .arg("--install")
+            .arg(release)
+            .arg(&chart)
+            .args(["-n", NAMESPACE, "--wait", "--timeout", "5m0s"])
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| DemoError::Run {
+                helm: helm.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(DemoError::Install {
+                release: release.to_string(),
+                code: out.status.code(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! `install_demo`: the 1.0.0 set installed by the real Helm engine into a
+//! sandbox with the real-software runtimes, reachable the way operators
+//! reach it (service proxy to the backend's health, exec into PostgreSQL).
+
+use std::path::Path;
+use std::process::Command;
+
+use kleidia_sandbox::demo::{NAMESPACE, RELEASES, charts_dir, install_demo, real_runtimes};
+use kleidia_sandbox::runtimes::openbao::OpenBaoStorage;
+use kleidia_sandbox::server::{Sandbox, SandboxOptions};
+use serde_json::Value;
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/kubectl");
+    assert!(
+        bin.is_file(),
+        "{} missing: run scripts/setup",
+        bin.display()
+    );
+    let out = Command::new(bin)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn install_demo_brings_up_the_three_releases_with_real_software() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        runtimes: real_runtimes(OpenBaoStorage::Raft),
+        ..SandboxOptions::default()
+    })
+    .expect("sandbox starts");
+    let kc = sandbox.kubeconfig_path().to_path_buf();
+    sandbox
+        .handle()
+        .block_on(install_demo(&kc, &charts_dir("1.0.0")))
+        .expect("demo installs");
+
+    let secrets: Value = serde_json::from_str(&kubectl(
+        &kc,
+        &[
+            "get",
+            "secrets",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "owner=helm",
+            "-o",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let mut releases: Vec<&str> = secrets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metadata"]["labels"]["name"].as_str().unwrap())
+        .collect();
+    releases.sort();
+    let mut expected = RELEASES.to_vec();
+    expected.sort();
+    assert_eq!(releases, expected);
+
+    // The backend's health through the API server's service proxy (port
+    // named `http`), answered by the backend runtime with its image tag.
+    let health = kubectl(
+        &kc,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/kleidia/services/kleidia-services-backend:http/proxy/api/health",
+        ],
+    );
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], "1.0.0");
+    assert_eq!(health["database"], "connected");
+
+    // The runbook's database check.
+    let version = kubectl(
+        &kc,
+        &[
+            "exec",
+            "kleidia-data-postgres-cluster-0",
+            "-n",
+            "kleidia",
+            "--",
+            "psql",
+            "-U",
+            "yubiuser",
+            "-d",
+            "kleidia",
+            "-c",
+            "SELECT version();",
+        ],
+    );
+    assert!(version.contains("PostgreSQL"), "{version}");
+
+    // The runbook's OpenBao backup: a raft snapshot saved inside the pod,
+    // then copied out with kubectl cp.
+    let root = sandbox
+        .shared()
+        .container_dir(NAMESPACE, "kleidia-platform-openbao-0", "openbao")
+        .join("root");
+    let token = kleidia_sandbox::runtimes::openbao::root_token_at(&root)
+        .expect("the runtime kept the root token");
+    let with_token = format!("BAO_TOKEN={token}");
+    kubectl(
+        &kc,
+        &[
+            "exec",
+            "kleidia-platform-openbao-0",
+            "-n",
+            "kleidia",
+            "--",
+            "env",
+            &with_token,
+            "vault",
+            "operator",
+            "raft",
+            "snapshot",
+            "save",
+            "/tmp/vault-backup.snap",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("vault-backup.snap");
+    kubectl(
+        &kc,
+        &[
+            "cp",
+            "kleidia/kleidia-platform-openbao-0:/tmp/vault-backup.snap",
+            local.to_str().unwrap(),
+        ],
+    );
+    let snap = std::fs::read(&local).expect("snapshot copied out");
+    let mut names: Vec<String> = tar::Archive::new(flate2::read::GzDecoder::new(&snap[..]))
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["SHA256SUMS", "SHA256SUMS.sealed", "meta.json", "state.bin"]
+    );
+}
