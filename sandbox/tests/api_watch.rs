@@ -164,3 +164,44 @@ fn watches_end_on_timeout_and_on_the_drop_fault() {
     api.sb.faults().drop_watches();
     assert!(w.next().is_none());
 }
+
+#[test]
+fn legacy_watch_paths_and_table_watches() {
+    let api = Api::start();
+    let start = api.sb.shared().store.current_rv();
+    api.post(CMS, &configmap("legacy", json!({})));
+    let mut w = api.watch(&format!(
+        "/api/v1/watch/namespaces/kleidia/configmaps?resourceVersion={start}"
+    ));
+    assert_eq!(
+        w.next_change().unwrap()["object"]["metadata"]["name"],
+        "legacy"
+    );
+
+    // kubectl get -w asks for Table rows; only the first carries columns.
+    let resp = api
+        .rt
+        .block_on(api.client.open(
+            hyper::Method::GET,
+            &format!("{CMS}?watch=1&resourceVersion={start}"),
+            &[(
+                "accept",
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            )],
+            bytes::Bytes::new(),
+        ))
+        .unwrap();
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    while buf.iter().filter(|b| **b == b'\n').count() < 1 {
+        use http_body_util::BodyExt;
+        let f = api.rt.block_on(body.frame()).unwrap().unwrap();
+        buf.extend_from_slice(&f.into_data().unwrap());
+    }
+    let line = buf.split(|b| *b == b'\n').next().unwrap();
+    let ev: serde_json::Value = serde_json::from_slice(line).unwrap();
+    assert_eq!(ev["type"], "ADDED");
+    assert_eq!(ev["object"]["kind"], "Table");
+    assert_eq!(ev["object"]["columnDefinitions"][0]["name"], "Name");
+    assert_eq!(ev["object"]["rows"][0]["cells"][0], "legacy");
+}

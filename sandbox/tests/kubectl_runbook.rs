@@ -127,6 +127,7 @@ spec:
       containers:
       - name: postgres
         image: docker.io/library/busybox:1.36
+        volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
   volumeClaimTemplates:
   - metadata: {name: data}
     spec:
@@ -285,6 +286,28 @@ fn runbook_commands_with_real_kubectl() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("executable file not found in $PATH"), "{err}");
 
+    // The runbook's form: exec -it into a deployment (no terminal here, so
+    // kubectl goes on without a TTY).
+    let out = k.ok(&[
+        "exec",
+        "-it",
+        "deployment/kleidia-services-backend",
+        "-n",
+        "kleidia",
+        "--",
+        "sh",
+        "-c",
+        "echo via deployment",
+    ]);
+    assert_eq!(out.trim(), "via deployment");
+    let out = k.ok(&["describe", "pod", &pods[0]]);
+    assert!(
+        out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["Image:", "ghcr.io/kleidia/backend:1.4.0"]),
+        "{out}"
+    );
+    assert!(out.contains("Image ID:"), "{out}");
+
     // exec -i: 50 MB of random bytes through cat, byte-exact.
     let mut data = vec![0u8; 50 << 20];
     rand::fill(&mut data[..]);
@@ -420,6 +443,48 @@ fn runbook_commands_with_real_kubectl() {
         "jsonpath={.spec.template.spec.containers[0].image}",
     ]);
     assert_eq!(image, "ghcr.io/kleidia/backend:1.5.0");
+
+    // StatefulSet: data on the claim survives the pod; a restart rolls
+    // the pods again and rollout status follows it.
+    let db = "kleidia-data-postgres-cluster-0";
+    k.ok(&[
+        "exec",
+        db,
+        "--",
+        "sh",
+        "-c",
+        "echo 42 > /var/lib/postgresql/data/marker",
+    ]);
+    k.ok(&["delete", "pod", db]);
+    k.ok(&[
+        "rollout",
+        "status",
+        "statefulset/kleidia-data-postgres-cluster",
+        "--timeout=120s",
+    ]);
+    k.ok(&[
+        "wait",
+        "--for=condition=ready",
+        &format!("pod/{db}"),
+        "--timeout=120s",
+    ]);
+    let marker = k.ok(&["exec", db, "--", "cat", "/var/lib/postgresql/data/marker"]);
+    assert_eq!(marker, "42\n");
+    let before = k.ok(&["get", "pod", db, "-o", "jsonpath={.metadata.uid}"]);
+    k.ok(&[
+        "rollout",
+        "restart",
+        "statefulset/kleidia-data-postgres-cluster",
+    ]);
+    let out = k.ok(&[
+        "rollout",
+        "status",
+        "statefulset/kleidia-data-postgres-cluster",
+        "--timeout=120s",
+    ]);
+    assert!(out.contains("roll out complete"), "{out}");
+    let after = k.ok(&["get", "pod", db, "-o", "jsonpath={.metadata.uid}"]);
+    assert_ne!(before, after, "rollout restart replaces the pod");
 
     // A fault cuts an exec stream after 1 MB: kubectl fails, the copy is short.
     let pods = backend_pods(&k);

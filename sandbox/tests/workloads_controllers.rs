@@ -18,10 +18,14 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Self::start_with(kleidia_sandbox::runtimes::default_runtimes())
+    }
+
+    fn start_with(runtimes: kleidia_sandbox::runtime::Runtimes) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let shared = Arc::new(Shared {
             store: Store::new(kleidia_sandbox::store::DEFAULT_HISTORY),
-            runtimes: kleidia_sandbox::runtimes::default_runtimes(),
+            runtimes,
             faults: Default::default(),
             authz: Default::default(),
             options: Options {
@@ -71,7 +75,7 @@ impl Cluster {
     /// Waits until `f` returns Some (fails the test after a generous
     /// deadline, describing what was awaited).
     async fn until<T>(&self, what: &str, mut f: impl FnMut(&Cluster) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(v) = f(self) {
                 return v;
@@ -539,4 +543,145 @@ async fn volumes_are_visible_in_the_containers() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "secret files are private");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjob_starts_a_job_on_schedule() {
+    let c = Cluster::start();
+    c.create(
+        &registry::CRONJOBS,
+        json!({
+            "apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "backup", "namespace": "kleidia"},
+            "spec": {
+                "schedule": "* * * * *",
+                "jobTemplate": {"spec": {"template": {"spec": {
+                    "restartPolicy": "OnFailure",
+                    "containers": [{"name": "backup", "image": "busybox:1.36",
+                        "command": ["sh", "-c", "echo backed up"]}],
+                }}}},
+            },
+        }),
+    );
+    // Runs at the next minute boundary.
+    let job = c
+        .until("a job from the schedule", |c| {
+            c.list(&registry::JOBS).into_iter().find(|j| {
+                j["metadata"]["ownerReferences"][0]["name"] == "backup"
+                    && condition(j, "Complete").is_some()
+            })
+        })
+        .await;
+    let name = job["metadata"]["name"].as_str().unwrap();
+    let minutes: i64 = name.strip_prefix("backup-").unwrap().parse().unwrap();
+    let cj = c
+        .until("lastSuccessfulTime", |c| {
+            let cj = c.get(&registry::CRONJOBS, "backup")?;
+            cj["status"]["lastSuccessfulTime"].is_string().then_some(cj)
+        })
+        .await;
+    let scheduled =
+        chrono::DateTime::parse_from_rfc3339(cj["status"]["lastScheduleTime"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(scheduled.timestamp() / 60, minutes);
+}
+
+/// A server that holds its data folder exclusively (like PostgreSQL's
+/// postmaster.pid) and takes a while to shut down.
+#[derive(Default)]
+struct ExclusiveRuntime {
+    running: std::sync::Mutex<std::collections::HashSet<String>>,
+    overlaps: std::sync::atomic::AtomicUsize,
+    starts: std::sync::atomic::AtomicUsize,
+}
+
+impl kleidia_sandbox::runtime::ImageRuntime for ExclusiveRuntime {
+    fn name(&self) -> &'static str {
+        "exclusive"
+    }
+    fn matches(&self, image: &str) -> bool {
+        image.starts_with("exclusive")
+    }
+    fn start<'a>(
+        &'a self,
+        c: &'a kleidia_sandbox::runtime::ContainerRef,
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let key = c.root.to_string_lossy().into_owned();
+            if !self.running.lock().unwrap().insert(key) {
+                self.overlaps
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            self.starts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
+    }
+    fn stop<'a>(
+        &'a self,
+        c: &'a kleidia_sandbox::runtime::ContainerRef,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.running
+                .lock()
+                .unwrap()
+                .remove(&c.root.to_string_lossy().into_owned());
+        })
+    }
+    fn exec<'a>(
+        &'a self,
+        _c: &'a kleidia_sandbox::runtime::ContainerRef,
+        _command: Vec<String>,
+        _io: kleidia_sandbox::runtime::ExecIo,
+    ) -> futures::future::BoxFuture<'a, kleidia_sandbox::runtime::ExecOutcome> {
+        Box::pin(async { kleidia_sandbox::runtime::ExecOutcome::Exit(0) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_pod_starts_only_after_the_old_one_stopped() {
+    let rt = Arc::new(ExclusiveRuntime::default());
+    let mut runtimes = kleidia_sandbox::runtimes::default_runtimes();
+    runtimes.register(rt.clone());
+    let c = Cluster::start_with(runtimes);
+    c.create(
+        &registry::STATEFULSETS,
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "pg", "namespace": "kleidia"},
+            "spec": {
+                "replicas": 1, "serviceName": "pg",
+                "selector": {"matchLabels": {"app": "pg"}},
+                "template": {
+                    "metadata": {"labels": {"app": "pg"}},
+                    "spec": {"containers": [{"name": "pg", "image": "exclusive/postgres:16"}]},
+                },
+            },
+        }),
+    );
+    let ready = |c: &Cluster| {
+        let p = c.get(&registry::PODS, "pg-0")?;
+        condition(&p, "Ready")
+            .is_some_and(|r| r["status"] == "True")
+            .then(|| p["metadata"]["uid"].clone())
+    };
+    let first = c.until("pg-0 ready", ready).await;
+    c.shared
+        .store
+        .delete(
+            &registry::PODS,
+            Some("kleidia"),
+            "pg-0",
+            &Default::default(),
+        )
+        .unwrap();
+    c.until("a new pg-0 ready", |c| ready(c).filter(|u| *u != first))
+        .await;
+    assert_eq!(rt.starts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(
+        rt.overlaps.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the new pod started while the old one was still stopping"
+    );
 }

@@ -452,6 +452,15 @@ fn logs_follow_and_attach_stream_the_container_output() {
         assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{l}");
         assert!(rest.starts_with("tick "), "{l}");
     }
+    let prev = kubectl(&sb, &["logs", "ticker", "--previous"])
+        .output()
+        .unwrap();
+    assert!(!prev.status.success());
+    assert!(
+        String::from_utf8_lossy(&prev.stderr)
+            .contains("previous terminated container \"app\" in pod \"ticker\" not found"),
+        "{prev:?}"
+    );
     // attach shows what the container prints from now on.
     let lines = first_lines(kubectl(&sb, &["attach", "ticker", "-c", "app"]), 2);
     let n: Vec<u64> = lines

@@ -1,7 +1,8 @@
 //! Job controller (pods run their command to completion; `Complete` /
 //! `Failed` conditions, `succeeded`/`failed`/`active` counts,
 //! `completionTime`, `backoffLimit`, `ttlSecondsAfterFinished`) and the
-//! DaemonSet controller (one pod on the one node).
+//! DaemonSet controller (one pod on the one node), and CronJobs (a Job
+//! per scheduled minute).
 
 use serde_json::{Value, json};
 
@@ -244,5 +245,220 @@ pub fn reconcile_daemonsets(shared: &Shared) {
                     o.remove("numberUnavailable");
                 }
             });
+    }
+}
+
+/// Whether one cron field (`*`, `*/n`, `a-b`, `a-b/n`, `a,b,c`) matches.
+fn cron_field_matches(field: &str, value: u32, min: u32, max: u32) -> bool {
+    field.split(',').any(|part| {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, s.parse::<u32>().unwrap_or(0)),
+            None => (part, 1),
+        };
+        if step == 0 {
+            return false;
+        }
+        let (lo, hi) = if range == "*" {
+            (min, max)
+        } else if let Some((a, b)) = range.split_once('-') {
+            match (a.parse(), b.parse()) {
+                (Ok(a), Ok(b)) => (a, b),
+                _ => return false,
+            }
+        } else {
+            match range.parse::<u32>() {
+                // `5/15` means from 5 to the end, every 15.
+                Ok(a) if part.contains('/') => (a, max),
+                Ok(a) => (a, a),
+                Err(_) => return false,
+            }
+        };
+        value >= lo && value <= hi && (value - lo).is_multiple_of(step)
+    })
+}
+
+/// Whether a standard five-field schedule (or `@hourly`-style macro)
+/// fires at `t` (minute resolution).
+pub fn cron_matches(schedule: &str, t: chrono::DateTime<chrono::Utc>) -> bool {
+    use chrono::{Datelike, Timelike};
+    let schedule = match schedule.trim() {
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        "@monthly" => "0 0 1 * *",
+        "@weekly" => "0 0 * * 0",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@hourly" => "0 * * * *",
+        s => s,
+    };
+    let f: Vec<&str> = schedule.split_whitespace().collect();
+    if f.len() != 5 {
+        return false;
+    }
+    let dow = t.weekday().num_days_from_sunday();
+    cron_field_matches(f[0], t.minute(), 0, 59)
+        && cron_field_matches(f[1], t.hour(), 0, 23)
+        && cron_field_matches(f[2], t.day(), 1, 31)
+        && cron_field_matches(f[3], t.month(), 1, 12)
+        && (cron_field_matches(f[4], dow, 0, 7) || (dow == 0 && cron_field_matches(f[4], 7, 0, 7)))
+}
+
+/// CronJobs: a Job per scheduled minute (named `<cronjob>-<minutes since
+/// the epoch>`, as Kubernetes names them), `lastScheduleTime`,
+/// `lastSuccessfulTime`, `active`, and the history limits.
+pub fn reconcile_cronjobs(shared: &Shared) {
+    use chrono::{SubsecRound, Timelike};
+    let now_t = chrono::Utc::now()
+        .trunc_subsecs(0)
+        .with_second(0)
+        .unwrap_or_else(chrono::Utc::now);
+    let minute = now_t.timestamp() / 60;
+    for cj in shared.store.snapshot(&registry::CRONJOBS, None) {
+        if terminating(&cj) {
+            continue;
+        }
+        let ns = namespace(&cj).to_string();
+        let cname = name(&cj).to_string();
+        let jobs: Vec<Value> = shared
+            .store
+            .snapshot(&registry::JOBS, Some(&ns))
+            .into_iter()
+            .filter(|j| owned_by(j, uid(&cj)))
+            .map(|j| (*j).clone())
+            .collect();
+        let schedule = cj["spec"]["schedule"].as_str().unwrap_or("");
+        let suspended = cj["spec"]["suspend"].as_bool() == Some(true);
+        let job_name = format!("{cname}-{minute}");
+        let last = cj["status"]["lastScheduleTime"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp() / 60);
+        let created_at = cj["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp())
+            .unwrap_or(0);
+        let active: Vec<&Value> = jobs.iter().filter(|j| finished(j).is_none()).collect();
+        let forbid = cj["spec"]["concurrencyPolicy"].as_str() == Some("Forbid");
+        let mut scheduled = None;
+        if !suspended
+            && cron_matches(schedule, now_t)
+            && last != Some(minute)
+            // The first run is the first scheduled minute after creation.
+            && minute * 60 >= created_at
+            && (!forbid || active.is_empty())
+            && !jobs.iter().any(|j| name(j) == job_name)
+        {
+            let tpl = &cj["spec"]["jobTemplate"];
+            let mut meta = tpl["metadata"].clone();
+            if !meta.is_object() {
+                meta = json!({});
+            }
+            meta["name"] = json!(job_name);
+            meta["namespace"] = json!(ns);
+            meta["ownerReferences"] = json!([super::owner_ref(&cj)]);
+            meta["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"] =
+                json!(now_t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": tpl["spec"]});
+            if shared.store.create(&registry::JOBS, Some(&ns), job).is_ok() {
+                events::record(
+                    shared,
+                    &cj,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    &format!("Created job {job_name}"),
+                    "cronjob-controller",
+                    "",
+                );
+                scheduled = Some(now_t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            }
+        }
+        // History limits: oldest finished jobs beyond the limits go.
+        for (state, limit) in [
+            (
+                "Complete",
+                cj["spec"]["successfulJobsHistoryLimit"]
+                    .as_i64()
+                    .unwrap_or(3),
+            ),
+            (
+                "Failed",
+                cj["spec"]["failedJobsHistoryLimit"].as_i64().unwrap_or(1),
+            ),
+        ] {
+            let mut done: Vec<&Value> =
+                jobs.iter().filter(|j| finished(j) == Some(state)).collect();
+            done.sort_by(|a, b| {
+                a["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .cmp(&b["metadata"]["creationTimestamp"].as_str())
+            });
+            let excess = done.len().saturating_sub(limit.max(0) as usize);
+            for j in done.iter().take(excess) {
+                let _ = shared.store.delete(
+                    &registry::JOBS,
+                    Some(&ns),
+                    name(j),
+                    &DeleteOptions {
+                        propagation: Propagation::Background,
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        let last_success = jobs
+            .iter()
+            .filter(|j| finished(j) == Some("Complete"))
+            .filter_map(|j| j["status"]["completionTime"].as_str())
+            .max()
+            .map(str::to_string);
+        let active_refs: Vec<Value> = active
+            .iter()
+            .map(|j| {
+                json!({"apiVersion": "batch/v1", "kind": "Job", "name": name(j),
+                    "namespace": ns, "uid": uid(j), "resourceVersion": j["metadata"]["resourceVersion"]})
+            })
+            .collect();
+        let _ = shared
+            .store
+            .mutate(&registry::CRONJOBS, Some(&ns), &cname, |c| {
+                let s = &mut c["status"];
+                if !s.is_object() {
+                    *s = json!({});
+                }
+                if let Some(t) = &scheduled {
+                    s["lastScheduleTime"] = json!(t);
+                }
+                if let Some(t) = &last_success {
+                    s["lastSuccessfulTime"] = json!(t);
+                }
+                if active_refs.is_empty() {
+                    if let Some(o) = s.as_object_mut() {
+                        o.remove("active");
+                    }
+                } else {
+                    s["active"] = json!(active_refs);
+                }
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn cron_schedules() {
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 24, 14, 30, 0)
+            .unwrap(); // a Tuesday
+        assert!(cron_matches("* * * * *", t));
+        assert!(cron_matches("*/15 * * * *", t));
+        assert!(cron_matches("30 14 * * 2", t));
+        assert!(cron_matches("0-40/10 9-17 24 11 1-5", t));
+        assert!(!cron_matches("0 2 * * *", t));
+        assert!(!cron_matches("@hourly", t));
+        assert!(cron_matches("30 14 * * 0,2", t));
+        assert!(!cron_matches("30 14 * * 0", t));
+        assert!(!cron_matches("not a schedule", t));
     }
 }

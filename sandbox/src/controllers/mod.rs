@@ -69,6 +69,7 @@ fn reconcile_all(shared: &Arc<Shared>, kubelet: &mut pods::Kubelet) {
     statefulsets::reconcile(shared);
     jobs::reconcile(shared);
     jobs::reconcile_daemonsets(shared);
+    jobs::reconcile_cronjobs(shared);
     volumes::reconcile(shared);
     kubelet.reconcile();
 }

@@ -63,10 +63,42 @@ impl Kubelet {
     /// Starts tasks for new pods, stops those of deleted pods.
     pub fn reconcile(&mut self) {
         let pods = self.shared.store.snapshot(&registry::PODS, None);
-        let mut live = std::collections::HashSet::new();
+        // Pods that are gone or being deleted lose their containers first,
+        // so a replacement of the same name finds them stopped.
+        let live: std::collections::HashSet<String> = pods
+            .iter()
+            .filter(|p| !super::terminating(p))
+            .map(|p| uid(p).to_string())
+            .collect();
+        // Deleted pods: stop their containers; forget tasks once stopped.
+        let mut forget = Vec::new();
+        for (id, t) in &self.tasks {
+            if !live.contains(id) {
+                if !t.cancel.is_cancelled() {
+                    for c in t.pod["spec"]["containers"].as_array().into_iter().flatten() {
+                        let cname = c["name"].as_str().unwrap_or("");
+                        events::record(
+                            &self.shared,
+                            &t.pod,
+                            EventType::Normal,
+                            "Killing",
+                            &format!("Stopping container {cname}"),
+                            "kubelet",
+                            &format!("spec.containers{{{cname}}}"),
+                        );
+                    }
+                }
+                t.cancel.cancel();
+                if t.done.peek().is_some() {
+                    forget.push(id.clone());
+                }
+            }
+        }
+        for id in forget {
+            self.tasks.remove(&id);
+        }
         for p in &pods {
             let id = uid(p).to_string();
-            live.insert(id.clone());
             if self.tasks.contains_key(&id) || super::terminating(p) {
                 continue;
             }
@@ -112,33 +144,6 @@ impl Kubelet {
                     done,
                 },
             );
-        }
-        // Deleted pods: stop their containers; forget tasks once stopped.
-        let mut forget = Vec::new();
-        for (id, t) in &self.tasks {
-            if !live.contains(id) {
-                if !t.cancel.is_cancelled() {
-                    for c in t.pod["spec"]["containers"].as_array().into_iter().flatten() {
-                        let cname = c["name"].as_str().unwrap_or("");
-                        events::record(
-                            &self.shared,
-                            &t.pod,
-                            EventType::Normal,
-                            "Killing",
-                            &format!("Stopping container {cname}"),
-                            "kubelet",
-                            &format!("spec.containers{{{cname}}}"),
-                        );
-                    }
-                }
-                t.cancel.cancel();
-                if t.done.peek().is_some() {
-                    forget.push(id.clone());
-                }
-            }
-        }
-        for id in forget {
-            self.tasks.remove(&id);
         }
     }
 

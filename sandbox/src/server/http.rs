@@ -159,12 +159,18 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     resp
 }
 
+/// The 404 for a path that names no resource (worded like a real server;
+/// `details.causes` names the path).
 pub fn not_found_path(path: &str) -> ApiError {
-    let _ = path;
-    ApiError::new(
-        crate::error::Reason::NotFound,
-        "the server could not find the requested resource",
-    )
+    ApiError {
+        details: Some(serde_json::json!({
+            "causes": [{"reason": "UnexpectedServerResponse", "message": format!("404 page not found: {path}")}]
+        })),
+        ..ApiError::new(
+            crate::error::Reason::NotFound,
+            "the server could not find the requested resource",
+        )
+    }
 }
 
 /// Reads the whole request body (bounded).

@@ -209,6 +209,24 @@ fn event_last_seen(e: &Value) -> String {
     "<unknown>".into()
 }
 
+fn access_modes(o: &Value) -> String {
+    let modes: Vec<&str> = o
+        .pointer("/spec/accessModes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|m| match m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect();
+    modes.join(",")
+}
+
 fn conditions_true(o: &Value, ty: &str) -> bool {
     o.pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -472,27 +490,227 @@ fn columns(rt: &ResourceType) -> (Vec<Value>, RowFn) {
                 age_col(),
             ],
             |o| {
-                let modes: Vec<&str> = o
-                    .pointer("/spec/accessModes")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(|m| match m {
-                        "ReadWriteOnce" => "RWO",
-                        "ReadOnlyMany" => "ROX",
-                        "ReadWriteMany" => "RWX",
-                        "ReadWriteOncePod" => "RWOP",
-                        other => other,
-                    })
-                    .collect();
                 vec![
                     json!(s(o, "/metadata/name")),
                     json!(s(o, "/status/phase")),
                     json!(s(o, "/spec/volumeName")),
                     json!(s(o, "/status/capacity/storage")),
-                    json!(modes.join(",")),
+                    json!(access_modes(o)),
                     json!(s(o, "/spec/storageClassName")),
+                    json!(age(o)),
+                ]
+            },
+        );
+    }
+    if rt.same(&registry::DAEMONSETS) {
+        return (
+            vec![
+                name(),
+                col("Desired", "integer", 0),
+                col("Current", "integer", 0),
+                col("Ready", "integer", 0),
+                col("Up-to-date", "integer", 0),
+                col("Available", "integer", 0),
+                col("Node Selector", "string", 0),
+                age_col(),
+            ],
+            |o| {
+                let sel = o
+                    .pointer("/spec/template/spec/nodeSelector")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "<none>".into());
+                vec![
+                    json!(s(o, "/metadata/name")),
+                    json!(n(o, "/status/desiredNumberScheduled")),
+                    json!(n(o, "/status/currentNumberScheduled")),
+                    json!(n(o, "/status/numberReady")),
+                    json!(n(o, "/status/updatedNumberScheduled")),
+                    json!(n(o, "/status/numberAvailable")),
+                    json!(sel),
+                    json!(age(o)),
+                ]
+            },
+        );
+    }
+    if rt.same(&registry::SERVICEACCOUNTS) {
+        return (vec![name(), col("Secrets", "integer", 0), age_col()], |o| {
+            let n = o
+                .get("secrets")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            vec![json!(s(o, "/metadata/name")), json!(n), json!(age(o))]
+        });
+    }
+    if rt.same(&registry::ENDPOINTS) {
+        return (
+            vec![name(), col("Endpoints", "string", 0), age_col()],
+            |o| {
+                let mut eps = Vec::new();
+                for sub in o
+                    .get("subsets")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    for a in sub["addresses"].as_array().into_iter().flatten() {
+                        for p in sub["ports"].as_array().into_iter().flatten() {
+                            eps.push(format!("{}:{}", a["ip"].as_str().unwrap_or(""), p["port"]));
+                        }
+                    }
+                }
+                let text = if eps.is_empty() {
+                    "<none>".to_string()
+                } else if eps.len() > 3 {
+                    format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
+                } else {
+                    eps.join(",")
+                };
+                vec![json!(s(o, "/metadata/name")), json!(text), json!(age(o))]
+            },
+        );
+    }
+    if rt.same(&registry::PERSISTENTVOLUMES) {
+        return (
+            vec![
+                name(),
+                col("Capacity", "string", 0),
+                col("Access Modes", "string", 0),
+                col("Reclaim Policy", "string", 0),
+                col("Status", "string", 0),
+                col("Claim", "string", 0),
+                col("StorageClass", "string", 0),
+                age_col(),
+            ],
+            |o| {
+                let claim = match (
+                    s(o, "/spec/claimRef/namespace"),
+                    s(o, "/spec/claimRef/name"),
+                ) {
+                    (_, "") => String::new(),
+                    (ns, n) => format!("{ns}/{n}"),
+                };
+                vec![
+                    json!(s(o, "/metadata/name")),
+                    json!(s(o, "/spec/capacity/storage")),
+                    json!(access_modes(o)),
+                    json!(s(o, "/spec/persistentVolumeReclaimPolicy")),
+                    json!(s(o, "/status/phase")),
+                    json!(claim),
+                    json!(s(o, "/spec/storageClassName")),
+                    json!(age(o)),
+                ]
+            },
+        );
+    }
+    if rt.same(&registry::STORAGECLASSES) {
+        return (
+            vec![
+                name(),
+                col("Provisioner", "string", 0),
+                col("ReclaimPolicy", "string", 0),
+                col("VolumeBindingMode", "string", 0),
+                col("AllowVolumeExpansion", "string", 0),
+                age_col(),
+            ],
+            |o| {
+                let default = o
+                    .pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
+                    == Some(&json!("true"));
+                let name = s(o, "/metadata/name");
+                vec![
+                    json!(if default {
+                        format!("{name} (default)")
+                    } else {
+                        name.to_string()
+                    }),
+                    json!(s(o, "/provisioner")),
+                    json!(s(o, "/reclaimPolicy")),
+                    json!(s(o, "/volumeBindingMode")),
+                    json!(
+                        o.get("allowVolumeExpansion")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)
+                    ),
+                    json!(age(o)),
+                ]
+            },
+        );
+    }
+    if rt.same(&registry::CRONJOBS) {
+        return (
+            vec![
+                name(),
+                col("Schedule", "string", 0),
+                col("Timezone", "string", 0),
+                col("Suspend", "boolean", 0),
+                col("Active", "integer", 0),
+                col("Last Schedule", "string", 0),
+                age_col(),
+            ],
+            |o| {
+                let tz = s(o, "/spec/timeZone");
+                let last = o
+                    .pointer("/status/lastScheduleTime")
+                    .and_then(Value::as_str);
+                vec![
+                    json!(s(o, "/metadata/name")),
+                    json!(s(o, "/spec/schedule")),
+                    json!(if tz.is_empty() { "<none>" } else { tz }),
+                    json!(
+                        o.pointer("/spec/suspend")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)
+                    ),
+                    json!(
+                        o.pointer("/status/active")
+                            .and_then(Value::as_array)
+                            .map_or(0, Vec::len)
+                    ),
+                    json!(last.map_or("<none>".to_string(), |t| age_of(Some(t)))),
+                    json!(age(o)),
+                ]
+            },
+        );
+    }
+    if rt.same(&registry::CONTROLLERREVISIONS) {
+        return (
+            vec![
+                name(),
+                col("Controller", "string", 0),
+                col("Revision", "integer", 0),
+                age_col(),
+            ],
+            |o| {
+                let owner = o
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .and_then(|refs| refs.iter().find(|r| r["controller"] == json!(true)))
+                    .map(|r| {
+                        let group = r["apiVersion"]
+                            .as_str()
+                            .unwrap_or("")
+                            .split('/')
+                            .next()
+                            .unwrap_or("");
+                        format!(
+                            "{}.{}/{}",
+                            r["kind"].as_str().unwrap_or("").to_ascii_lowercase(),
+                            group,
+                            r["name"].as_str().unwrap_or("")
+                        )
+                    })
+                    .unwrap_or_else(|| "<none>".into());
+                vec![
+                    json!(s(o, "/metadata/name")),
+                    json!(owner),
+                    json!(n(o, "/revision")),
                     json!(age(o)),
                 ]
             },

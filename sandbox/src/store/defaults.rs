@@ -48,7 +48,7 @@ pub(super) fn on_create(
             *ip_counter += 1;
             let n = *ip_counter + 1;
             let ip = format!("10.96.{}.{}", n / 250, n % 250 + 1);
-            set_default(obj, &["spec", "clusterIP"], json!(ip));
+            set_default(obj, &["spec"], json!({}));
             obj["spec"]["clusterIP"] = json!(ip);
         }
         if let Some(ip) = obj.pointer("/spec/clusterIP").cloned() {

@@ -76,7 +76,27 @@ pub async fn serve(
         Ok(x) => x,
         Err(resp) => return *resp,
     };
+    let pod = shared
+        .store
+        .try_get(&registry::PODS, Some(&target.namespace), &target.name);
     if opts.previous {
+        // Earlier instances' output is not kept apart: a restarted
+        // container has an (empty) previous log, others have none.
+        let restarted = pod.as_deref().is_some_and(|p| {
+            p["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["name"] == c.container.as_str() && s["restartCount"].as_u64() > Some(0))
+        });
+        if restarted {
+            let mut resp = Response::new(super::full(Vec::new()));
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain"),
+            );
+            return resp;
+        }
         return status_response(
             StatusCode::BAD_REQUEST,
             "BadRequest",
@@ -86,9 +106,6 @@ pub async fn serve(
             ),
         );
     }
-    let pod = shared
-        .store
-        .try_get(&registry::PODS, Some(&target.namespace), &target.name);
     let started = pod
         .as_deref()
         .map(|p| pods::container_started_once(p, &c.container))
