@@ -14,12 +14,14 @@ fn main() -> anyhow::Result<()> {
     let dir = std::env::args_os()
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: versions-bench-sandbox <data folder>"))?;
+    let postgres = PostgresRuntime::new();
+    let databases = postgres.registry();
     let sb = Sandbox::start(SandboxOptions {
         dir: Some(dir.into()),
         runtimes: vec![
-            Arc::new(PostgresRuntime::new()),
+            Arc::new(postgres),
             Arc::new(OpenBaoRuntime::new(OpenBaoStorage::default())),
-            Arc::new(KleidiaRuntime::new()),
+            Arc::new(KleidiaRuntime::new(databases)),
         ],
         ..SandboxOptions::default()
     })?;

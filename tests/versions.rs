@@ -40,8 +40,12 @@ fn install_demo(c: &Cluster, ns: &str) -> Vec<ReleaseFixture> {
 
 /// What the pod's real PostgreSQL server answers to the runbook's check,
 /// asked directly over its socket with the host's psql.
-fn server_psql_version(ns: &str, pod: &str, user: &str, db: &str) -> String {
-    let ep = kleidia_sandbox::runtimes::postgres::lookup(ns, pod)
+fn server_psql_version(c: &Cluster, ns: &str, pod: &str, user: &str, db: &str) -> String {
+    let ep = c
+        .databases
+        .as_ref()
+        .expect("a sandbox running real PostgreSQL")
+        .lookup(ns, pod)
         .unwrap_or_else(|| panic!("no PostgreSQL server runs for pod {ns}/{pod}"));
     let out = std::process::Command::new(ep.bindir.join("psql"))
         .args(["-U", user, "-d", db, "-tAc", "SELECT version()"])
@@ -152,6 +156,7 @@ fn versions_json_matches_the_cluster() {
     assert_eq!(pg["user"], "yubiuser");
     assert_eq!(pg["database"], "kleidia");
     let banner = server_psql_version(
+        &c,
         "kleidia",
         "kleidia-data-postgres-cluster-0",
         "yubiuser",
@@ -527,7 +532,7 @@ fn renamed_postgres_is_discovered_and_failing_probes_stay_in_their_rows() {
     assert_eq!(pg["database"], "kleidia");
     assert_eq!(
         pg["fullVersion"],
-        server_psql_version(ns, "postgres-0", "kleidiauser", "kleidia").as_str()
+        server_psql_version(&c, ns, "postgres-0", "kleidiauser", "kleidia").as_str()
     );
     assert_eq!(pg["error"], Value::Null);
     // The other releases are missing: their rows say so, nothing else hides.
@@ -657,6 +662,7 @@ fn demo_charts_installed_by_real_helm() {
     assert_eq!(
         s["postgresql"]["fullVersion"],
         server_psql_version(
+            &c,
             "kleidia",
             "kleidia-data-postgres-cluster-0",
             "yubiuser",

@@ -22,19 +22,21 @@ use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
 
 pub use kleidia_sandbox::authz::Rule;
+pub use kleidia_sandbox::runtimes::postgres::PgRegistry;
 
 /// A sandbox with its own async runtime for the test's client calls.
 pub struct Cluster {
     pub sandbox: Sandbox,
     pub rt: tokio::runtime::Runtime,
     pub client: kube::Client,
+    /// The PostgreSQL servers of this sandbox's pods (real-software only).
+    pub databases: Option<PgRegistry>,
     // Released after the sandbox (fields drop in order).
     _serial: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
-/// The real-software runtimes keep a process-wide registry of servers by
-/// namespace and pod, so two such sandboxes in one test process would see
-/// each other's PostgreSQL: they take turns.
+/// Sandboxes running real PostgreSQL and OpenBao take turns: several at
+/// once on a small machine would make every test slow.
 static REAL_SOFTWARE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cluster {
@@ -47,12 +49,14 @@ impl Cluster {
     /// Like [`Cluster::start`], with authorization rules.
     pub fn start_real(authz_rules: Option<Vec<Rule>>) -> Self {
         let serial = REAL_SOFTWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let (runtimes, databases) = real_runtimes();
         let mut c = Self::start_with(SandboxOptions {
-            runtimes: real_runtimes(),
+            runtimes,
             authz_rules,
             ..SandboxOptions::default()
         });
         c._serial = Some(serial);
+        c.databases = Some(databases);
         c
     }
 
@@ -67,6 +71,7 @@ impl Cluster {
             sandbox,
             rt,
             client,
+            databases: None,
             _serial: None,
         }
     }
@@ -214,16 +219,26 @@ impl Cluster {
     }
 }
 
-pub fn real_runtimes() -> Vec<std::sync::Arc<dyn kleidia_sandbox::runtime::ImageRuntime>> {
+/// PostgreSQL, OpenBao and the Kleidia backend/frontend runtimes, and the
+/// registry of the PostgreSQL servers they start.
+pub fn real_runtimes() -> (
+    Vec<std::sync::Arc<dyn kleidia_sandbox::runtime::ImageRuntime>>,
+    PgRegistry,
+) {
     use kleidia_sandbox::runtimes::openbao::OpenBaoStorage;
     use kleidia_sandbox::runtimes::{
         backend::KleidiaRuntime, openbao::OpenBaoRuntime, postgres::PostgresRuntime,
     };
-    vec![
-        std::sync::Arc::new(PostgresRuntime::new()),
-        std::sync::Arc::new(OpenBaoRuntime::new(OpenBaoStorage::default())),
-        std::sync::Arc::new(KleidiaRuntime::new()),
-    ]
+    let pg = PostgresRuntime::new();
+    let registry = pg.registry();
+    (
+        vec![
+            std::sync::Arc::new(pg),
+            std::sync::Arc::new(OpenBaoRuntime::new(OpenBaoStorage::default())),
+            std::sync::Arc::new(KleidiaRuntime::new(registry.clone())),
+        ],
+        registry,
+    )
 }
 
 /// The sandbox's `helm` (the real Helm v4 engine), see sandbox/helm.
