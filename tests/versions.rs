@@ -218,6 +218,57 @@ fn versions_json_matches_the_cluster() {
     }
     assert_eq!(report["ok"], true);
     out.code(0);
+
+    // A backend that does not answer in time marks only its own row, and
+    // the whole command still ends within the timeout.
+    c.sandbox
+        .faults()
+        .set(kleidia_sandbox::faults::FaultSettings {
+            latency_ms: 120_000,
+            path_contains: Some("/proxy/api/health".into()),
+            ..Default::default()
+        });
+    let slow = json_of(
+        &plugin("kubectl-kleidia")
+            .args(["versions", "-o", "json", "--timeout", "3s", "--kubeconfig"])
+            .arg(c.kubeconfig())
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(1),
+    );
+    assert_eq!(slow["servers"]["backend"]["error"], "no answer within 3s");
+    assert_eq!(slow["servers"]["backend"]["version"], Value::Null);
+    assert_eq!(
+        slow["servers"]["postgresql"]["fullVersion"],
+        report["servers"]["postgresql"]["fullVersion"]
+    );
+    assert_eq!(
+        slow["servers"]["openbao"]["version"],
+        report["servers"]["openbao"]["version"]
+    );
+    assert_eq!(slow["components"], report["components"]);
+    assert_eq!(slow["ok"], false);
+
+    // An API error on the proxy is shown with the server's answer.
+    c.sandbox
+        .faults()
+        .set(kleidia_sandbox::faults::FaultSettings {
+            error_rate: 1.0,
+            error_code: 500,
+            path_contains: Some("/proxy/api/health".into()),
+            ..Default::default()
+        });
+    let failing = json_of(
+        &plugin("kubectl-kleidia")
+            .args(["versions", "-o", "json", "--kubeconfig"])
+            .arg(c.kubeconfig())
+            .assert()
+            .code(1),
+    );
+    let err = failing["servers"]["backend"]["error"].as_str().unwrap();
+    assert!(err.contains("500"), "{err}");
+    assert_eq!(failing["servers"]["postgresql"]["error"], Value::Null);
+    c.sandbox.faults().clear();
 }
 
 /// Stores only release records (no workloads): enough for targeting tests.

@@ -106,6 +106,13 @@ pub fn parse_health(code: u16, body: &[u8]) -> Result<BackendHealth, String> {
         .iter()
         .find_map(|k| v.get(*k).and_then(text));
     if !(200..300).contains(&code) && version.is_none() {
+        // The API server's own Status (the proxy failed, not the backend).
+        if v["kind"] == "Status" {
+            return Err(format!(
+                "the API server's proxy failed: {}",
+                v["message"].as_str().unwrap_or("no message")
+            ));
+        }
         return Err(format!(
             "an error ({})",
             status.unwrap_or_else(|| "no status field".into())
@@ -133,5 +140,11 @@ mod tests {
         assert!(!h.healthy());
         assert!(parse_health(502, b"bad gateway").is_err());
         assert!(parse_health(500, br#"{"error":"x"}"#).is_err());
+        let e = parse_health(
+            503,
+            br#"{"kind":"Status","status":"Failure","message":"no endpoints available for service","code":503}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("no endpoints available"), "{e}");
     }
 }
