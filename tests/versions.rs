@@ -745,6 +745,34 @@ fn demo_charts_installed_by_real_helm() {
     assert_eq!(s["openbao"]["version"], bao["version"]);
     assert_eq!(s["openbao"]["sealed"], bao["sealed"]);
     assert_eq!(s["openbao"]["initialized"], bao["initialized"]);
+
+    // The port-forward helper reaches OpenBao's API in the pod directly
+    // (pods/portforward is allowed; only the proxy is denied here).
+    let answer = c.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let api = kleidia::cluster::ApiEndpoint {
+            server: c.sandbox.url().to_string(),
+            context: "kleidia-sandbox".into(),
+        };
+        let mut conn = kleidia::cluster::portforward::PortForwardStream::open(
+            &c.client,
+            &api,
+            "kleidia",
+            "kleidia-platform-openbao-0",
+            8200,
+        )
+        .await
+        .unwrap();
+        conn.write_all(b"GET /v1/sys/seal-status HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).await.unwrap();
+        text
+    });
+    let body = answer.split("\r\n\r\n").nth(1).expect("an HTTP response");
+    let seal: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(seal["version"], bao["version"]);
     assert_eq!(s["backend"]["service"], "kleidia-services-backend");
     let health = kubectl(
         c.kubeconfig(),
