@@ -786,4 +786,66 @@ fn demo_charts_installed_by_real_helm() {
     assert_eq!(s["backend"]["version"], health["version"]);
     assert_eq!(report["ok"], true, "{report}");
     out.code(0);
+
+    // Seal OpenBao (through its API, with the root token the sandbox keeps):
+    // `bao status` then exits 2, which is an answer, not a failure.
+    let token = kleidia_sandbox::runtimes::openbao::root_token_at(
+        &c.sandbox
+            .shared()
+            .container_dir("kleidia", "kleidia-platform-openbao-0", "openbao")
+            .join("root"),
+    )
+    .expect("the sandbox initialised OpenBao");
+    let sealed_answer = c.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let api = kleidia::cluster::ApiEndpoint::default();
+        let mut conn = kleidia::cluster::portforward::PortForwardStream::open(
+            &c.client,
+            &api,
+            "kleidia",
+            "kleidia-platform-openbao-0",
+            8200,
+        )
+        .await
+        .unwrap();
+        let req = format!(
+            "PUT /v1/sys/seal HTTP/1.0\r\nHost: localhost\r\nX-Vault-Token: {token}\r\nContent-Length: 0\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).await.unwrap();
+        text
+    });
+    assert!(
+        sealed_answer.starts_with("HTTP/1.0 204") || sealed_answer.starts_with("HTTP/1.1 204"),
+        "sealing failed: {}",
+        sealed_answer.lines().next().unwrap_or_default()
+    );
+    let out = plugin("helm-kleidia")
+        .args(["versions", "-o", "json"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HELM_NAMESPACE", "kleidia")
+        .assert()
+        .code(1);
+    let sealed = json_of(&out);
+    let ob = &sealed["servers"]["openbao"];
+    assert_eq!(ob["via"], "bao status");
+    assert_eq!(ob["sealed"], true);
+    assert_eq!(ob["initialized"], true);
+    assert_eq!(ob["error"], Value::Null);
+    assert_eq!(ob["version"], s["openbao"]["version"]);
+    assert_eq!(sealed["ok"], false);
+    let out = plugin("helm-kleidia")
+        .arg("versions")
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HELM_NAMESPACE", "kleidia")
+        .assert()
+        .code(1);
+    let table = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("OpenBao") && l.split_whitespace().any(|w| w == "sealed")),
+        "{table}"
+    );
 }
