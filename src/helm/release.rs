@@ -87,8 +87,9 @@ pub enum DecodeError {
 }
 
 /// One revision of a release, as Helm's `release.Release` serialises it.
-/// Unknown fields are ignored; only what kleidia uses is modelled.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+/// Unknown fields are ignored; only what kleidia uses is modelled. Its
+/// `Debug` leaves values out: they may hold passwords.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct Release {
     pub name: String,
     #[serde(default)]
@@ -121,7 +122,7 @@ pub struct ReleaseInfo {
     pub status: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct Chart {
     #[serde(default)]
     pub metadata: Option<ChartMetadata>,
@@ -138,6 +139,35 @@ pub struct ChartMetadata {
     pub version: String,
     #[serde(default, rename = "appVersion")]
     pub app_version: String,
+}
+
+impl std::fmt::Debug for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Release")
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("version", &self.version)
+            .field("info", &self.info)
+            .field("chart", &self.chart)
+            .field(
+                "config",
+                &self.config.as_ref().map(|_| "<values not shown>"),
+            )
+            .field("manifest_bytes", &self.manifest.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Chart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chart")
+            .field("metadata", &self.metadata)
+            .field(
+                "values",
+                &self.values.as_ref().map(|_| "<values not shown>"),
+            )
+            .finish()
+    }
 }
 
 impl Release {
@@ -528,6 +558,15 @@ mod tests {
         let merged = r.merged_values();
         assert_eq!(merged["postgres"]["user"], "yubiuser");
         assert_eq!(merged["postgres"]["password"], "s3cret");
+    }
+
+    #[test]
+    fn debug_output_leaves_values_out() {
+        let r = decode_payload(encode_payload(&sample()).as_bytes()).unwrap();
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("yubiuser"), "{shown}");
+        assert!(shown.contains("kleidia-data"), "{shown}");
     }
 
     #[test]
