@@ -20,13 +20,15 @@ pub fn main(flavor: Flavor) -> ExitCode {
     };
     if let Command::Completion(args) = &cli.command {
         let mut cmd = Cli::command_for(flavor);
-        clap_complete::generate(
-            args.shell,
-            &mut cmd,
-            flavor.binary_name(),
-            &mut std::io::stdout(),
-        );
-        return ExitCode::SUCCESS;
+        let mut script = Vec::new();
+        clap_complete::generate(args.shell, &mut cmd, flavor.binary_name(), &mut script);
+        return match write_stdout(&script) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                print_error(&format!("cannot write the completion script: {e}"));
+                ExitCode::FAILURE
+            }
+        };
     }
     if matches!(
         cli.command,
@@ -66,4 +68,14 @@ pub async fn run(flavor: Flavor, cli: &Cli, env: Environment) -> Result<u8, Erro
     let settings = Settings::resolve(flavor, &cli.global, &env, config, config_path)?;
     let target = Target::connect(settings).await?;
     crate::commands::dispatch(flavor, cli, &target).await
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }

@@ -202,8 +202,7 @@ pub async fn run(target: &Target, args: &VersionsArgs) -> Result<u8, Error> {
         reason: format!("{reason}; use e.g. 30s or 2m"),
     })?;
     let report = gather(target, timeout, args.history).await?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = Vec::new();
     match target.settings.output {
         OutputFormat::Table => {
             render_table(
@@ -216,6 +215,7 @@ pub async fn run(target: &Target, args: &VersionsArgs) -> Result<u8, Error> {
         }
         format => write_machine(format, &report, &mut out)?,
     }
+    crate::app::write_stdout(&out)?;
     Ok(if report.ok { 0 } else { 1 })
 }
 
