@@ -1,9 +1,10 @@
 //! The demo deployment: the real-software runtimes and the three Kleidia
 //! releases installed by the real Helm engine (the sandbox's `helm`).
 //!
-//! `kleidia-sandbox up` (unless `--empty`) starts a sandbox with
-//! [`real_runtimes`] and then calls [`install_demo`] with the sandbox's
-//! kubeconfig and [`charts_dir`]`("1.0.0")`.
+//! `kleidia-sandbox up` starts a sandbox with [`real_runtimes`] and then
+//! calls [`install_demo_unless_empty`], which (unless `--empty`) runs
+//! [`install_demo`] with the sandbox's kubeconfig and
+//! [`charts_dir`]`("1.0.0")`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,6 +14,7 @@ use crate::runtime::ImageRuntime;
 use crate::runtimes::backend::KleidiaRuntime;
 use crate::runtimes::openbao::{OpenBaoRuntime, OpenBaoStorage};
 use crate::runtimes::postgres::PostgresRuntime;
+use crate::server::Sandbox;
 
 /// The releases of a Kleidia deployment, in the order they install.
 pub const RELEASES: [&str; 3] = ["kleidia-platform", "kleidia-data", "kleidia-services"];
@@ -116,4 +118,18 @@ pub async fn install_demo(kubeconfig: &Path, charts_dir: &Path) -> Result<(), De
         }
     }
     Ok(())
+}
+
+/// What `kleidia-sandbox up` does once the sandbox serves: installs the
+/// 1.0.0 set unless the sandbox was started empty. Blocks until every
+/// release is ready; call it from outside the sandbox's async runtime.
+pub fn install_demo_unless_empty(sandbox: &Sandbox) -> Result<bool, DemoError> {
+    if sandbox.shared().options.empty {
+        return Ok(false);
+    }
+    let kubeconfig = sandbox.kubeconfig_path().to_path_buf();
+    sandbox
+        .handle()
+        .block_on(install_demo(&kubeconfig, &charts_dir("1.0.0")))?;
+    Ok(true)
 }

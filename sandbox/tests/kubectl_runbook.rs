@@ -486,6 +486,70 @@ fn runbook_commands_with_real_kubectl() {
     let after = k.ok(&["get", "pod", db, "-o", "jsonpath={.metadata.uid}"]);
     assert_ne!(before, after, "rollout restart replaces the pod");
 
+    // StatefulSet image change and undo through ControllerRevisions.
+    k.ok(&[
+        "set",
+        "image",
+        "statefulset/kleidia-data-postgres-cluster",
+        "postgres=docker.io/library/busybox:1.37",
+    ]);
+    k.ok(&[
+        "rollout",
+        "status",
+        "statefulset/kleidia-data-postgres-cluster",
+        "--timeout=120s",
+    ]);
+    let history = k.ok(&[
+        "rollout",
+        "history",
+        "statefulset/kleidia-data-postgres-cluster",
+    ]);
+    assert!(history.contains("REVISION"), "{history}");
+    k.ok(&[
+        "rollout",
+        "undo",
+        "statefulset/kleidia-data-postgres-cluster",
+    ]);
+    k.ok(&[
+        "rollout",
+        "status",
+        "statefulset/kleidia-data-postgres-cluster",
+        "--timeout=120s",
+    ]);
+    let image = k.ok(&[
+        "get",
+        "statefulset",
+        "kleidia-data-postgres-cluster",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "docker.io/library/busybox:1.36");
+    let history = k.ok(&[
+        "rollout",
+        "history",
+        "statefulset/kleidia-data-postgres-cluster",
+    ]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    // 1: created, 2: rollout restart, 3: new image; undo brings back 2's
+    // template, which becomes revision 4.
+    assert_eq!(
+        revisions,
+        ["1", "3", "4"],
+        "undo makes the old template the newest revision:\n{history}"
+    );
+    let volume_mount = k.ok(&[
+        "get",
+        "statefulset",
+        "kleidia-data-postgres-cluster",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].volumeMounts[0].mountPath}",
+    ]);
+    assert_eq!(volume_mount, "/var/lib/postgresql/data");
+
     // A fault cuts an exec stream after 1 MB: kubectl fails, the copy is short.
     let pods = backend_pods(&k);
     sb.faults().set_exec_kill(&pods[0], Some(1 << 20));

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use kleidia_sandbox::demo::{NAMESPACE, RELEASES, charts_dir, install_demo, real_runtimes};
+use kleidia_sandbox::demo::{
+    NAMESPACE, RELEASES, charts_dir, install_demo, install_demo_unless_empty, real_runtimes,
+};
 use kleidia_sandbox::runtimes::openbao::OpenBaoStorage;
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
 use serde_json::Value;
@@ -34,14 +36,17 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
 fn install_demo_brings_up_the_three_releases_with_real_software() {
     let sandbox = Sandbox::start(SandboxOptions {
         runtimes: real_runtimes(OpenBaoStorage::Raft),
+        empty: false,
         ..SandboxOptions::default()
     })
     .expect("sandbox starts");
     let kc = sandbox.kubeconfig_path().to_path_buf();
+    assert!(install_demo_unless_empty(&sandbox).expect("demo installs"));
+    // Installing again is an upgrade to the same charts: harmless.
     sandbox
         .handle()
         .block_on(install_demo(&kc, &charts_dir("1.0.0")))
-        .expect("demo installs");
+        .expect("demo re-installs");
 
     let secrets: Value = serde_json::from_str(&kubectl(
         &kc,
@@ -64,6 +69,8 @@ fn install_demo_brings_up_the_three_releases_with_real_software() {
         .map(|s| s["metadata"]["labels"]["name"].as_str().unwrap())
         .collect();
     releases.sort();
+    assert_eq!(releases.len(), 6, "two revisions of each release");
+    releases.dedup();
     let mut expected = RELEASES.to_vec();
     expected.sort();
     assert_eq!(releases, expected);

@@ -468,3 +468,47 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
         "Error: release: not found\n"
     );
 }
+
+#[test]
+fn helm_driver_configmap_stores_releases_in_configmaps() {
+    let env = Env::start();
+    let out = Command::new(workspace().join("sandbox/helm/helm"))
+        .args([
+            "install",
+            "kleidia-data",
+            &chart("1.0.0", "kleidia-data"),
+            "-n",
+            "kleidia",
+        ])
+        .env("KUBECONFIG", env.sandbox.kubeconfig_path())
+        .env("HELM_DRIVER", "configmap")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cms = env.kubectl_json(&["get", "configmaps", "-n", "kleidia", "-l", "owner=helm"]);
+    let names: Vec<&str> = cms["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sh.helm.release.v1.kleidia-data.v1"]);
+    let secrets = env.kubectl_json(&["get", "secrets", "-n", "kleidia", "-l", "owner=helm"]);
+    assert_eq!(secrets["items"].as_array().unwrap().len(), 0);
+    // Listing with the same driver finds it; the default (secret) does not.
+    let with_driver = Command::new(workspace().join("sandbox/helm/helm"))
+        .args(["ls", "-n", "kleidia", "-q"])
+        .env("KUBECONFIG", env.sandbox.kubeconfig_path())
+        .env("HELM_DRIVER", "configmap")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&with_driver.stdout),
+        "kleidia-data\n"
+    );
+    assert_eq!(env.helm_ok(&["ls", "-n", "kleidia", "-q"]), "");
+}

@@ -255,6 +255,14 @@ async fn postgres_exec_of_unknown_program_fails_like_a_container_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let rt = PostgresRuntime::new();
     let c = container(dir.path(), "kleidia", "pg-0", "postgres", &[]);
+    // Not started: clients fail to connect rather than reach another server.
+    let out = exec(&rt, &c, &["psql", "-U", "postgres", "-c", "SELECT 1"], None).await;
+    assert_eq!(out.outcome, ExecOutcome::Exit(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&c.root.display().to_string()) || out.stderr.contains("kleidia-pg-"),
+        "{}",
+        out.stderr
+    );
     let out = exec(&rt, &c, &["no-such-tool", "--x"], None).await;
     match out.outcome {
         ExecOutcome::Failed(msg) => assert!(msg.contains("executable file not found"), "{msg}"),

@@ -685,3 +685,72 @@ async fn a_replacement_pod_starts_only_after_the_old_one_stopped() {
         "the new pod started while the old one was still stopping"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonsets_endpoints_and_finished_job_cleanup() {
+    let c = Cluster::start();
+    c.create(
+        &registry::DAEMONSETS,
+        json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "kleidia"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                    "spec": {"containers": [{"name": "agent", "image": "busybox:1.36",
+                        "ports": [{"name": "metrics", "containerPort": 9100}]}]}},
+            },
+        }),
+    );
+    c.create(
+        &registry::SERVICES,
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "agent", "namespace": "kleidia"},
+            "spec": {"selector": {"app": "agent"}, "ports": [{"name": "m", "port": 80, "targetPort": "metrics"}]},
+        }),
+    );
+    let ds = c
+        .until("the daemonset pod to be ready", |c| {
+            let d = c.get(&registry::DAEMONSETS, "agent")?;
+            (d["status"]["numberReady"] == 1).then_some(d)
+        })
+        .await;
+    assert_eq!(ds["status"]["desiredNumberScheduled"], 1);
+    let pod = pods_of(&c, "agent").pop().unwrap();
+    let ep = c
+        .until("ready endpoints", |c| {
+            let e = c.get(&registry::ENDPOINTS, "agent")?;
+            e["subsets"][0]["addresses"].is_array().then_some(e)
+        })
+        .await;
+    let subset = &ep["subsets"][0];
+    assert_eq!(subset["addresses"][0]["ip"], pod["status"]["podIP"]);
+    assert_eq!(
+        subset["addresses"][0]["targetRef"]["name"],
+        pod["metadata"]["name"]
+    );
+    assert_eq!(subset["ports"][0]["port"], 9100);
+    assert_eq!(subset["ports"][0]["name"], "m");
+
+    // A finished job with ttlSecondsAfterFinished: 0 is removed.
+    c.create(
+        &registry::JOBS,
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "once", "namespace": "kleidia"},
+            "spec": {"ttlSecondsAfterFinished": 0, "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "busybox:1.36", "command": ["true"]}],
+            }}},
+        }),
+    );
+    c.until("the job to complete and be cleaned up", |c| {
+        let completed = c
+            .list(&registry::EVENTS)
+            .iter()
+            .any(|e| e["involvedObject"]["name"] == "once" && e["reason"] == "Completed");
+        (completed && c.get(&registry::JOBS, "once").is_none()).then_some(())
+    })
+    .await;
+}

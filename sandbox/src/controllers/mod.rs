@@ -1,6 +1,7 @@
 //! The controllers of the sandbox cluster: what turns Deployments,
 //! StatefulSets, ReplicaSets, DaemonSets, Jobs and PVCs into Pods, and Pods
-//! into running containers (the "kubelet" part, [`pods`]).
+//! into running containers (the "kubelet" part, [`pods`]), and Services into
+//! Endpoints.
 //!
 //! One task reconciles everything whenever the store changes (debounced)
 //! and on a short resync tick. Each reconcile is level-based: it compares
@@ -12,6 +13,7 @@
 //! Start them with [`start`] once the store holds the node and namespaces.
 
 pub mod deployments;
+pub mod endpoints;
 pub mod jobs;
 pub mod pods;
 pub mod replicasets;
@@ -71,6 +73,7 @@ fn reconcile_all(shared: &Arc<Shared>, kubelet: &mut pods::Kubelet) {
     jobs::reconcile_daemonsets(shared);
     jobs::reconcile_cronjobs(shared);
     volumes::reconcile(shared);
+    endpoints::reconcile(shared);
     kubelet.reconcile();
 }
 

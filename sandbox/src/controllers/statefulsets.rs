@@ -28,19 +28,28 @@ fn ensure_revision(shared: &Shared, s: &Value) -> String {
     let ns = namespace(s);
     let hash = template_hash(&s["spec"]["template"]);
     let rev_name = format!("{}-{hash}", name(s));
-    if shared
+    let max = shared
         .store
-        .try_get(&registry::CONTROLLERREVISIONS, Some(ns), &rev_name)
-        .is_none()
-    {
-        let max = shared
+        .snapshot(&registry::CONTROLLERREVISIONS, Some(ns))
+        .iter()
+        .filter(|r| owned_by(r, uid(s)))
+        .filter_map(|r| r["revision"].as_i64())
+        .max()
+        .unwrap_or(0);
+    if let Some(existing) =
+        shared
             .store
-            .snapshot(&registry::CONTROLLERREVISIONS, Some(ns))
-            .iter()
-            .filter(|r| owned_by(r, uid(s)))
-            .filter_map(|r| r["revision"].as_i64())
-            .max()
-            .unwrap_or(0);
+            .try_get(&registry::CONTROLLERREVISIONS, Some(ns), &rev_name)
+    {
+        // Back to an earlier template (undo): it becomes the newest revision.
+        if existing["revision"].as_i64().unwrap_or(0) < max {
+            let _ = shared
+                .store
+                .mutate(&registry::CONTROLLERREVISIONS, Some(ns), &rev_name, |r| {
+                    r["revision"] = json!(max + 1);
+                });
+        }
+    } else {
         let mut labels = s["spec"]["template"]["metadata"]["labels"].clone();
         if !labels.is_object() {
             labels = json!({});
@@ -55,7 +64,9 @@ fn ensure_revision(shared: &Shared, s: &Value) -> String {
                 "labels": labels,
                 "ownerReferences": [owner_ref(s)],
             },
-            "data": {"spec": {"template": s["spec"]["template"]}},
+            // As Kubernetes stores it: a strategic merge patch that puts
+            // the template back (`kubectl rollout undo` applies it).
+            "data": {"spec": {"template": revision_template(&s["spec"]["template"])}},
             "revision": max + 1,
         });
         let _ = shared
@@ -63,6 +74,14 @@ fn ensure_revision(shared: &Shared, s: &Value) -> String {
             .create(&registry::CONTROLLERREVISIONS, Some(ns), rev);
     }
     rev_name
+}
+
+fn revision_template(t: &Value) -> Value {
+    let mut t = t.clone();
+    if let Some(o) = t.as_object_mut() {
+        o.insert("$patch".into(), json!("replace"));
+    }
+    t
 }
 
 fn reconcile_one(shared: &Shared, s: &Value) {

@@ -218,7 +218,9 @@ pub fn server_side_apply(
         .map(|e| e.fields.clone())
         .unwrap_or_default();
     for leaf in previous.leaves() {
-        if applied_fields.contains(&leaf) {
+        // Still applied, possibly now with fields below it (an empty list
+        // that gained items).
+        if applied_fields.contains_under(&leaf) {
             continue;
         }
         let (target, is_item) = match leaf.split_last() {
@@ -761,29 +763,92 @@ fn merge(live: &mut Value, applied: &Value, names: &mut Vec<String>, kind: &str)
         }
         (Value::Array(l), Value::Array(a)) => match list_type_of(kind, names) {
             ListType::Atomic => *l = a.clone(),
-            ListType::Set => {
-                for item in a {
-                    if !l.iter().any(|x| json_eq(x, item)) {
-                        l.push(item.clone());
-                    }
-                }
-            }
-            lt @ ListType::Map { .. } => {
-                for (i, item) in a.iter().enumerate() {
-                    let element = item_element(item, i, lt);
-                    let found = l
-                        .iter()
-                        .enumerate()
-                        .position(|(j, x)| item_element(x, j, lt) == element);
-                    match found {
-                        Some(j) => merge(&mut l[j], item, names, kind),
-                        None => l.push(item.clone()),
-                    }
-                }
+            lt => {
+                let live = std::mem::take(l);
+                *l = merge_list(live, a, lt, names, kind);
             }
         },
         (live, applied) => *live = applied.clone(),
     }
+}
+
+/// Merges a keyed list or set the way the API server does: items both
+/// sides have come in the applied order, merged; items only the live
+/// object has keep their places between them; new items follow the
+/// applied order.
+fn merge_list(
+    live: Vec<Value>,
+    applied: &[Value],
+    lt: ListType,
+    names: &mut Vec<String>,
+    kind: &str,
+) -> Vec<Value> {
+    let live_keys: Vec<String> = live
+        .iter()
+        .enumerate()
+        .map(|(i, x)| item_element(x, i, lt))
+        .collect();
+    let applied_keys: Vec<String> = applied
+        .iter()
+        .enumerate()
+        .map(|(i, x)| item_element(x, i, lt))
+        .collect();
+    let shared: Vec<&String> = applied_keys
+        .iter()
+        .filter(|k| live_keys.contains(k))
+        .collect();
+    let mut next_shared = shared.into_iter().peekable();
+    let mut merged_keys: Vec<&String> = Vec::new();
+    let mut out = Vec::with_capacity(live.len().max(applied.len()));
+    let take = |key: &String, item: &Value, names: &mut Vec<String>| {
+        let mut value = match live_keys.iter().position(|k| k == key) {
+            Some(i) => live[i].clone(),
+            None => return item.clone(),
+        };
+        merge(&mut value, item, names, kind);
+        value
+    };
+    let (mut li, mut ri) = (0, 0);
+    while li < live.len() || ri < applied.len() {
+        if li < live.len() && ri < applied.len() {
+            if live_keys[li] == applied_keys[ri] {
+                out.push(take(&applied_keys[ri], &applied[ri], names));
+                merged_keys.push(&applied_keys[ri]);
+                if next_shared.peek() == Some(&&applied_keys[ri]) {
+                    next_shared.next();
+                }
+                li += 1;
+                ri += 1;
+                continue;
+            }
+            if applied_keys.contains(&live_keys[li])
+                && next_shared.peek().is_some_and(|k| **k != live_keys[li])
+            {
+                li += 1;
+                continue;
+            }
+        }
+        if li < live.len() {
+            if !applied_keys.contains(&live_keys[li]) {
+                out.push(live[li].clone());
+                li += 1;
+                continue;
+            }
+            if merged_keys.contains(&&live_keys[li]) {
+                li += 1;
+                continue;
+            }
+        }
+        if ri < applied.len() {
+            out.push(take(&applied_keys[ri], &applied[ri], names));
+            merged_keys.push(&applied_keys[ri]);
+            if next_shared.peek() == Some(&&applied_keys[ri]) {
+                next_shared.next();
+            }
+            ri += 1;
+        }
+    }
+    out
 }
 
 fn find_item(items: &[Value], element: &str) -> Option<usize> {
@@ -1237,6 +1302,70 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok["data"], json!({"a":"1","b":"2"}));
+    }
+
+    #[test]
+    fn merged_lists_follow_the_applied_order_around_live_only_items() {
+        let live = deploy(
+            Some(1),
+            json!([{"name":"a"},{"name":"x"},{"name":"b"},{"name":"c"}]),
+        );
+        let applied = deploy(
+            Some(1),
+            json!([{"name":"c"},{"name":"b"},{"name":"a"},{"name":"d"}]),
+        );
+        let out = server_side_apply(Some(&live), &applied, "kubectl", false, T1);
+        // `live` has no managedFields: its fields belong to before-first-apply,
+        // which does not conflict because no value changes.
+        let out = out.unwrap();
+        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["x", "c", "b", "a", "d"]);
+    }
+
+    /// Applying the same configuration again changes nothing but the
+    /// entry's time, and whatever was applied last is what the object holds.
+    #[test]
+    fn reapplying_is_idempotent_over_random_configurations() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(6902);
+        let mut live: Option<Value> = None;
+        for round in 0..300 {
+            let mut data = Map::new();
+            for key in ["a", "b", "c", "d", "e"] {
+                if rng.random::<bool>() {
+                    data.insert(key.into(), json!(rng.random_range(0..3).to_string()));
+                }
+            }
+            let mut containers = Vec::new();
+            for name in ["app", "side", "init"] {
+                if rng.random::<bool>() {
+                    let tag = rng.random_range(0..3);
+                    containers.push(json!({"name": name, "image": format!("{name}:{tag}")}));
+                }
+            }
+            let mut applied = deploy(Some(rng.random_range(0..3)), json!(containers));
+            applied["metadata"]["annotations"] = Value::Object(data);
+            let once = server_side_apply(live.as_ref(), &applied, "helm", false, T1).unwrap();
+            let twice = server_side_apply(Some(&once), &applied, "helm", false, T1).unwrap();
+            assert_eq!(once, twice, "round {round}: re-applying changed the object");
+            assert_eq!(once["spec"], applied["spec"], "round {round}");
+            let annotations = once["metadata"]["annotations"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(
+                Value::Object(annotations),
+                applied["metadata"]["annotations"],
+                "round {round}"
+            );
+            live = Some(once);
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! (k8s.io/api, k8s.io/apimachinery meta/v1, runtime, resource, intstr):
 //! regenerate `schema.rs` with `generate_schema.py <registered kinds'
 //! messages> -- <generated.proto files> -- <package>=<types.go>...` (the Go
-//! types tell which zero values JSON clients omit).
+//! types tell which zero values JSON clients omit), then `rustfmt` it.
 
 mod generic;
 mod schema;

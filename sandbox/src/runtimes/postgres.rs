@@ -324,8 +324,15 @@ impl ImageRuntime for PostgresRuntime {
         Box::pin(async move {
             let ep = self.endpoint(c).await;
             let bindir = ep.as_ref().map(|e| e.bindir.clone()).or_else(find_bindir);
+            // Without a running server the clients still look in this
+            // container's socket folder, never at a server of the host.
             let mut extra_env: Vec<(String, String)> =
-                ep.as_ref().map(|e| e.client_env()).unwrap_or_default();
+                ep.as_ref().map(|e| e.client_env()).unwrap_or_else(|| {
+                    vec![
+                        ("PGHOST".into(), socket_dir(&c.root).display().to_string()),
+                        ("PGPORT".into(), "5432".into()),
+                    ]
+                });
             extra_env.push(("HOME".into(), c.root.display().to_string()));
             let extra_path: Vec<PathBuf> = bindir.iter().cloned().collect();
             let Some(simple) = SimpleCommand::parse(&command) else {
