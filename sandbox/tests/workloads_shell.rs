@@ -88,6 +88,18 @@ async fn paths_env_and_exit_codes() {
             "data\netc\nhome\nmnt\nopt\nroot\nrun\nsrv\ntmp\nusr\nvar\n".to_string()
         )
     );
+    // Home and temporary files stay inside the container.
+    let (o, out, _) = run(&c, &["sh", "-c", "cd && echo home > h && mktemp"], None).await;
+    assert_eq!(o, ExecOutcome::Exit(0));
+    assert_eq!(
+        std::fs::read_to_string(c.root.join("root/h")).unwrap(),
+        "home\n"
+    );
+    let tmp = String::from_utf8(out).unwrap();
+    assert!(
+        Path::new(tmp.trim()).starts_with(c.root.join("tmp")),
+        "{tmp}"
+    );
     let (o, _, _) = run(&c, &["sh", "-c", "exit 7"], None).await;
     assert_eq!(o, ExecOutcome::Exit(7));
     let (o, _, _) = run(&c, &["test", "-d", "/data"], None).await;

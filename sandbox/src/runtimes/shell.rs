@@ -147,7 +147,10 @@ impl ShellRuntime {
         cmd.args(&args)
             .current_dir(root)
             .env_clear()
-            .env("HOME", root)
+            // Programs that write below $HOME or $TMPDIR stay inside the
+            // container (/root and /tmp there).
+            .env("HOME", root.join("root"))
+            .env("TMPDIR", root.join("tmp"))
             .env("HOSTNAME", &c.pod)
             .env("LANG", "C.UTF-8")
             .envs(c.env.iter())
