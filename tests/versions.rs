@@ -789,13 +789,21 @@ fn demo_charts_installed_by_real_helm() {
 
     // Seal OpenBao (through its API, with the root token the sandbox keeps):
     // `bao status` then exits 2, which is an answer, not a failure.
-    let token = kleidia_sandbox::runtimes::openbao::root_token_at(
-        &c.sandbox
-            .shared()
-            .container_dir("kleidia", "kleidia-platform-openbao-0", "openbao")
-            .join("root"),
-    )
-    .expect("the sandbox initialised OpenBao");
+    let bao_root = c
+        .sandbox
+        .shared()
+        .container_dir("kleidia", "kleidia-platform-openbao-0", "openbao")
+        .join("root");
+    let token = kleidia_sandbox::runtimes::openbao::root_token_at(&bao_root).unwrap_or_else(|| {
+        let state: Vec<_> = std::fs::read_dir(bao_root.join(".sandbox-openbao"))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+            .unwrap_or_default();
+        panic!(
+            "the sandbox kept no OpenBao root token under {} (state folder holds {state:?}); see the container logs under {}",
+            bao_root.display(),
+            bao_root.parent().unwrap().join("logs").display()
+        )
+    });
     let sealed_answer = c.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let api = kleidia::cluster::ApiEndpoint::default();
