@@ -1,0 +1,419 @@
+//! Running a command in a container over the API server's exec subresource
+//! (WebSocket, no TTY), with stdout as a stream so large outputs (a
+//! `pg_dumpall`) flow through without being held in memory.
+//!
+//! ```no_run
+//! # async fn f(client: kube::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use kleidia::cluster::{ApiEndpoint, exec::ExecStream};
+//! use tokio::io::AsyncReadExt;
+//! let mut exec = ExecStream::start(
+//!     &client, &ApiEndpoint::default(), "kleidia", "pg-0", Some("postgres"),
+//!     &["pg_dumpall", "-U", "yubiuser"], false,
+//! ).await?;
+//! let mut stdout = exec.take_stdout().unwrap();
+//! let mut sink = tokio::io::sink();
+//! tokio::io::copy(&mut stdout, &mut sink).await?;
+//! let outcome = exec.finish().await?;
+//! assert!(outcome.success(), "{}", outcome.describe());
+//! # Ok(()) }
+//! ```
+
+use std::pin::Pin;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::Api;
+use kube::api::{AttachParams, AttachedProcess};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::task::JoinHandle;
+
+use super::{ApiEndpoint, ClusterError};
+
+/// How much of stderr is kept; the rest is counted, not stored.
+pub const STDERR_LIMIT: usize = 64 * 1024;
+/// Pipe size between the WebSocket and the reader.
+const PIPE_SIZE: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("the exec stream of {command:?} in pod {pod} broke: {cause}")]
+    Stream {
+        pod: String,
+        command: String,
+        cause: String,
+    },
+    #[error("reading the output of {command:?} in pod {pod} failed: {cause}")]
+    Read {
+        pod: String,
+        command: String,
+        cause: String,
+    },
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// The process exited with this code (0 is success).
+    Code(i32),
+    /// The command could not run (e.g. executable not found) or the
+    /// container runtime reported another failure.
+    Failed(String),
+}
+
+/// Standard error, bounded to [`STDERR_LIMIT`] bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapturedStderr {
+    pub bytes: Vec<u8>,
+    /// Bytes that were dropped after the limit.
+    pub dropped: u64,
+}
+
+impl CapturedStderr {
+    pub fn text(&self) -> String {
+        let mut s = String::from_utf8_lossy(&self.bytes).trim().to_string();
+        if self.dropped > 0 {
+            s.push_str(&format!(" [... {} more bytes]", self.dropped));
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    pub status: ExitStatus,
+    pub stderr: CapturedStderr,
+}
+
+impl ExecOutcome {
+    pub fn success(&self) -> bool {
+        self.status == ExitStatus::Code(0)
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        match self.status {
+            ExitStatus::Code(c) => Some(c),
+            ExitStatus::Failed(_) => None,
+        }
+    }
+
+    /// Whether the executable does not exist in the container.
+    pub fn not_found(&self) -> bool {
+        let text = match &self.status {
+            ExitStatus::Failed(m) => m.to_ascii_lowercase(),
+            // Shells report a missing command as 127.
+            ExitStatus::Code(127) => return true,
+            ExitStatus::Code(_) => return false,
+        };
+        text.contains("not found") || text.contains("no such file")
+    }
+
+    /// One line for messages: exit code or failure, and stderr.
+    pub fn describe(&self) -> String {
+        let head = match &self.status {
+            ExitStatus::Code(c) => format!("exit code {c}"),
+            ExitStatus::Failed(m) => format!("failed: {m}"),
+        };
+        let err = self.stderr.text();
+        if err.is_empty() {
+            head
+        } else {
+            format!("{head}; stderr: {err}")
+        }
+    }
+}
+
+/// A command's standard output.
+pub type BoxedStdout = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A running command: read stdout with [`ExecStream::take_stdout`] (an
+/// `AsyncRead`), optionally write stdin, then [`ExecStream::finish`] for the
+/// exit status and the captured stderr.
+pub struct ExecStream {
+    pod: String,
+    command: String,
+    stdout: Option<BoxedStdout>,
+    stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+    stderr: Option<JoinHandle<CapturedStderr>>,
+    status: Option<BoxFuture<'static, Option<Status>>>,
+    process: AttachedProcess,
+}
+
+impl ExecStream {
+    /// Starts `command` in `pod` (and `container`, if the pod has several).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        client: &kube::Client,
+        api: &ApiEndpoint,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        command: &[&str],
+        with_stdin: bool,
+    ) -> Result<Self, ClusterError> {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let mut params = AttachParams::default()
+            .stdin(with_stdin)
+            .stdout(true)
+            .stderr(true)
+            .tty(false)
+            .max_stdout_buf_size(PIPE_SIZE)
+            .max_stderr_buf_size(PIPE_SIZE)
+            .max_stdin_buf_size(PIPE_SIZE);
+        if let Some(c) = container {
+            params = params.container(c);
+        }
+        let mut process = pods
+            .exec(pod, command.iter().copied(), &params)
+            .await
+            .map_err(|e| {
+                ClusterError::from_kube(
+                    e,
+                    api,
+                    &format!("create pods/exec in namespace {namespace}"),
+                    &format!("pod {namespace}/{pod}"),
+                )
+            })?;
+        let stdout = process.stdout().map(|r| Box::pin(r) as BoxedStdout);
+        let stdin = process
+            .stdin()
+            .map(|w| Box::pin(w) as Pin<Box<dyn AsyncWrite + Send>>);
+        let stderr = process.stderr().map(|r| tokio::spawn(capture_bounded(r)));
+        let status = process.take_status().map(|f| f.boxed());
+        Ok(Self {
+            pod: format!("{namespace}/{pod}"),
+            command: command.join(" "),
+            stdout,
+            stdin,
+            stderr,
+            status,
+            process,
+        })
+    }
+
+    /// The command's standard output. Read it to the end before
+    /// [`ExecStream::finish`].
+    pub fn take_stdout(&mut self) -> Option<BoxedStdout> {
+        self.stdout.take()
+    }
+
+    /// The command's standard input (only if started `with_stdin`); shut it
+    /// down to signal end-of-file.
+    pub fn take_stdin(&mut self) -> Option<Pin<Box<dyn AsyncWrite + Send>>> {
+        self.stdin.take()
+    }
+
+    /// Splits into stdout and a future for the outcome, for consumers that
+    /// hand the two to different owners (a backup writer reads the stream,
+    /// then judges it by the outcome). Await the future only after reading
+    /// stdout to its end.
+    pub fn into_parts(
+        mut self,
+    ) -> (
+        BoxedStdout,
+        BoxFuture<'static, Result<ExecOutcome, ExecError>>,
+    ) {
+        let stdout = self
+            .stdout
+            .take()
+            .unwrap_or_else(|| Box::pin(tokio::io::empty()));
+        (stdout, self.finish().boxed())
+    }
+
+    /// Waits for the command to end. Output not taken is discarded.
+    pub async fn finish(mut self) -> Result<ExecOutcome, ExecError> {
+        drop(self.stdin.take());
+        if let Some(mut out) = self.stdout.take() {
+            tokio::io::copy(&mut out, &mut tokio::io::sink())
+                .await
+                .map_err(|e| self.read_error(e))?;
+        }
+        let status = match self.status.take() {
+            Some(f) => f.await,
+            None => None,
+        };
+        let stderr = match self.stderr.take() {
+            Some(h) => h.await.unwrap_or_default(),
+            None => CapturedStderr::default(),
+        };
+        let pod = self.pod.clone();
+        let command = self.command.clone();
+        let joined = self.process.join().await;
+        let status = match status {
+            Some(s) => exit_status(&s),
+            None => match joined {
+                Ok(()) => ExitStatus::Code(0),
+                Err(e) => {
+                    return Err(ExecError::Stream {
+                        pod,
+                        command,
+                        cause: super::error_chain(&e),
+                    });
+                }
+            },
+        };
+        Ok(ExecOutcome { status, stderr })
+    }
+
+    fn read_error(&self, e: std::io::Error) -> ExecError {
+        ExecError::Read {
+            pod: self.pod.clone(),
+            command: self.command.clone(),
+            cause: e.to_string(),
+        }
+    }
+}
+
+/// Output of a short command, held in memory.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub outcome: ExecOutcome,
+}
+
+impl ExecOutput {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).trim().to_string()
+    }
+}
+
+/// Runs a short command and collects its output (stdout up to `limit`
+/// bytes; more is an error, since callers expect small answers).
+pub async fn run(
+    client: &kube::Client,
+    api: &ApiEndpoint,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    command: &[&str],
+    limit: usize,
+) -> Result<ExecOutput, ExecError> {
+    let mut exec =
+        ExecStream::start(client, api, namespace, pod, container, command, false).await?;
+    let mut stdout = Vec::new();
+    if let Some(out) = exec.take_stdout() {
+        let mut limited = out.take(limit as u64 + 1);
+        limited
+            .read_to_end(&mut stdout)
+            .await
+            .map_err(|e| exec.read_error(e))?;
+        if stdout.len() > limit {
+            return Err(ExecError::Read {
+                pod: exec.pod.clone(),
+                command: exec.command.clone(),
+                cause: format!("more than {limit} bytes of output"),
+            });
+        }
+    }
+    let outcome = exec.finish().await?;
+    Ok(ExecOutput { stdout, outcome })
+}
+
+async fn capture_bounded(mut r: impl AsyncRead + Unpin) -> CapturedStderr {
+    let mut captured = CapturedStderr::default();
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = STDERR_LIMIT.saturating_sub(captured.bytes.len());
+                let keep = room.min(n);
+                captured.bytes.extend_from_slice(&buf[..keep]);
+                captured.dropped += (n - keep) as u64;
+            }
+        }
+    }
+    captured
+}
+
+/// Maps the exec status channel's `Status` to an exit status, as kubectl
+/// does: `NonZeroExitCode` carries the code in `details.causes`.
+pub fn exit_status(status: &Status) -> ExitStatus {
+    if status.status.as_deref() == Some("Success") {
+        return ExitStatus::Code(0);
+    }
+    if status.reason.as_deref() == Some("NonZeroExitCode")
+        && let Some(code) = status
+            .details
+            .as_ref()
+            .and_then(|d| d.causes.as_ref())
+            .and_then(|causes| {
+                causes
+                    .iter()
+                    .find(|c| c.reason.as_deref() == Some("ExitCode"))
+                    .and_then(|c| c.message.as_deref())
+                    .and_then(|m| m.trim().parse::<i32>().ok())
+            })
+    {
+        return ExitStatus::Code(code);
+    }
+    ExitStatus::Failed(
+        status
+            .message
+            .clone()
+            .unwrap_or_else(|| "the container runtime reported a failure".into()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{StatusCause, StatusDetails};
+
+    #[test]
+    fn status_channel_maps_to_exit_codes() {
+        let ok = Status {
+            status: Some("Success".into()),
+            ..Default::default()
+        };
+        assert_eq!(exit_status(&ok), ExitStatus::Code(0));
+        let sealed = Status {
+            status: Some("Failure".into()),
+            reason: Some("NonZeroExitCode".into()),
+            message: Some("command terminated with non-zero exit code: 2".into()),
+            details: Some(StatusDetails {
+                causes: Some(vec![StatusCause {
+                    reason: Some("ExitCode".into()),
+                    message: Some("2".into()),
+                    field: None,
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(exit_status(&sealed), ExitStatus::Code(2));
+        let missing = Status {
+            status: Some("Failure".into()),
+            message: Some("executable file not found in $PATH".into()),
+            ..Default::default()
+        };
+        let out = ExecOutcome {
+            status: exit_status(&missing),
+            stderr: CapturedStderr::default(),
+        };
+        assert!(out.not_found());
+        assert!(!out.success());
+    }
+
+    #[tokio::test]
+    async fn stderr_capture_is_bounded() {
+        let data = vec![b'x'; STDERR_LIMIT + 100];
+        let c = capture_bounded(&data[..]).await;
+        assert_eq!(c.bytes.len(), STDERR_LIMIT);
+        assert_eq!(c.dropped, 100);
+        assert!(c.text().ends_with("[... 100 more bytes]"));
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    #[test]
+    fn streams_can_move_between_tasks() {
+        fn is_send<T: Send + 'static>() {}
+        is_send::<super::ExecStream>();
+        is_send::<crate::cluster::portforward::PortForwardStream>();
+    }
+}

@@ -1,0 +1,131 @@
+//! OpenBao's version and seal state: `GET /v1/sys/seal-status` through the
+//! API server's pod proxy, else `bao status -format=json` in its pod (then
+//! `vault`; exit code 2 means sealed, not failure).
+
+use serde::{Deserialize, Serialize};
+
+use super::ProbeError;
+use crate::cluster::exec;
+use crate::cluster::{ApiEndpoint, ClusterError};
+use crate::topology::OpenbaoTarget;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OpenbaoStatus {
+    pub version: String,
+    pub initialized: bool,
+    pub sealed: bool,
+    /// How the answer was obtained (`bao status`, `vault status`,
+    /// `pod proxy`).
+    pub via: String,
+}
+
+#[derive(Deserialize)]
+struct SealStatus {
+    #[serde(default)]
+    version: String,
+    initialized: bool,
+    sealed: bool,
+}
+
+pub async fn status(
+    client: &kube::Client,
+    api: &ApiEndpoint,
+    namespace: &str,
+    target: &OpenbaoTarget,
+) -> Result<OpenbaoStatus, ProbeError> {
+    // One HTTP request through the pod proxy is the cheapest answer; exec of
+    // the CLI (which starts a process in the pod) is the fallback, e.g. when
+    // the listener speaks TLS or pods/proxy is not granted.
+    let mut failures: Vec<String> = Vec::new();
+    match proxy_status(client, api, namespace, target).await {
+        Ok(s) => return Ok(s),
+        Err(e) => failures.push(e.to_string()),
+    }
+    for bin in ["bao", "vault"] {
+        match exec_status(client, api, namespace, target, bin).await {
+            Ok(s) => return Ok(s),
+            // The API refused the exec itself (forbidden, pod not running):
+            // another binary name would meet the same answer.
+            Err(e @ ProbeError::Exec(exec::ExecError::Cluster(_))) => {
+                let e = e.to_string();
+                if !failures.contains(&e) {
+                    failures.push(e);
+                }
+                break;
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Err(ProbeError::Answer(failures.join("; ")))
+}
+
+async fn exec_status(
+    client: &kube::Client,
+    api: &ApiEndpoint,
+    namespace: &str,
+    target: &OpenbaoTarget,
+    bin: &str,
+) -> Result<OpenbaoStatus, ProbeError> {
+    let out = exec::run(
+        client,
+        api,
+        namespace,
+        &target.pod,
+        Some(&target.container),
+        &[bin, "status", "-format=json"],
+        256 * 1024,
+    )
+    .await?;
+    // `status` exits 2 when sealed: an answer, not a failure.
+    if !matches!(out.outcome.code(), Some(0) | Some(2)) {
+        return Err(ProbeError::Answer(format!(
+            "{bin} status in pod {}: {}",
+            target.pod,
+            out.outcome.describe()
+        )));
+    }
+    let parsed: SealStatus = serde_json::from_slice(&out.stdout).map_err(|e| {
+        ProbeError::Answer(format!(
+            "{bin} status in pod {} printed no seal status JSON ({e})",
+            target.pod
+        ))
+    })?;
+    Ok(OpenbaoStatus {
+        version: parsed.version,
+        initialized: parsed.initialized,
+        sealed: parsed.sealed,
+        via: format!("{bin} status"),
+    })
+}
+
+async fn proxy_status(
+    client: &kube::Client,
+    api: &ApiEndpoint,
+    namespace: &str,
+    target: &OpenbaoTarget,
+) -> Result<OpenbaoStatus, ProbeError> {
+    let path = format!(
+        "/api/v1/namespaces/{namespace}/pods/{}:{}/proxy/v1/sys/seal-status",
+        target.pod, target.port
+    );
+    let req = http::Request::get(&path)
+        .body(Vec::new())
+        .map_err(|e| ProbeError::Answer(e.to_string()))?;
+    let text = client.request_text(req).await.map_err(|e| {
+        ClusterError::from_kube(
+            e,
+            api,
+            &format!("get pods/proxy in namespace {namespace}"),
+            &format!("pod {namespace}/{}", target.pod),
+        )
+    })?;
+    let parsed: SealStatus = serde_json::from_str(&text).map_err(|e| {
+        ProbeError::Answer(format!("GET {path} did not return seal status JSON ({e})"))
+    })?;
+    Ok(OpenbaoStatus {
+        version: parsed.version,
+        initialized: parsed.initialized,
+        sealed: parsed.sealed,
+        via: "pod proxy".into(),
+    })
+}
