@@ -1,1 +1,3 @@
 //! kleidia: safe upgrades, backups and rollbacks for Kleidia deployments.
+
+pub mod backup;

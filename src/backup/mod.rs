@@ -1,0 +1,12 @@
+//! Backup bundles: one folder per backup with the PostgreSQL dump, OpenBao's
+//! data, the Helm values and a manifest of checksums.
+//!
+//! - [`writer::BundleWriter`] streams each part to disk (zstd, age, SHA-256).
+//! - [`manifest`] is the bundle's `manifest.json` schema.
+//! - [`crypto`] holds age encryption and decryption.
+//! - [`bundle`] names bundle folders and finds them.
+
+pub mod bundle;
+pub mod crypto;
+pub mod manifest;
+pub mod writer;
