@@ -8,5 +8,9 @@
 
 pub mod bundle;
 pub mod crypto;
+pub mod local_postgres;
 pub mod manifest;
+pub mod openbao;
+pub mod restore;
+pub mod verify;
 pub mod writer;
