@@ -7,10 +7,14 @@
 //! - [`bundle`] names bundle folders and finds them.
 
 pub mod bundle;
+pub mod command;
+pub mod create;
 pub mod crypto;
+pub mod list;
 pub mod local_postgres;
 pub mod manifest;
 pub mod openbao;
+pub mod prune;
 pub mod restore;
 pub mod verify;
 pub mod writer;
