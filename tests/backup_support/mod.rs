@@ -110,6 +110,7 @@ pub struct ThrowawayOpenBao {
     pub dir: tempfile::TempDir,
     pub addr: std::net::SocketAddr,
     pub root_token: SecretString,
+    pub unseal_key: SecretString,
 }
 
 fn free_port() -> u16 {
@@ -150,6 +151,7 @@ impl ThrowawayOpenBao {
             dir,
             addr,
             root_token: SecretString::from(String::new()),
+            unseal_key: SecretString::from(String::new()),
         };
         bao.wait_for(|status| status != 0).await;
         let (status, init) = bao
@@ -163,6 +165,7 @@ impl ThrowawayOpenBao {
         assert_eq!(status, 200, "init failed: {init}");
         let key = init["keys"][0].as_str().unwrap().to_owned();
         bao.root_token = SecretString::from(init["root_token"].as_str().unwrap().to_owned());
+        bao.unseal_key = SecretString::from(key.clone());
         let (status, body) = bao
             .call(
                 "PUT",
