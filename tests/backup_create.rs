@@ -30,6 +30,9 @@ struct LocalSources<'a> {
     stall_after: Option<usize>,
     /// Set when the stalled stream has sent its bytes.
     stalled: Arc<AtomicBool>,
+    /// Make the data-folder archive's process exit with this code after
+    /// sending the whole archive.
+    archive_exit: Option<i32>,
 }
 
 impl<'a> LocalSources<'a> {
@@ -40,6 +43,7 @@ impl<'a> LocalSources<'a> {
             storage: OpenBaoStorage::Raft,
             stall_after: None,
             stalled: Arc::new(AtomicBool::new(false)),
+            archive_exit: None,
         }
     }
 }
@@ -148,10 +152,14 @@ impl BackupSources for LocalSources<'_> {
 
     fn openbao_data_archive(&mut self) -> BoxFuture<'_, Result<SourceStream, SourceError>> {
         async move {
-            let mut child = tokio::process::Command::new("tar")
-                .arg("-C")
+            let script = format!(
+                "tar -C \"$0\" -cf - . && exit {}",
+                self.archive_exit.unwrap_or(0)
+            );
+            let mut child = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
                 .arg(self.bao.dir.path().join("raft"))
-                .args(["-cf", "-", "."])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true)
@@ -167,7 +175,9 @@ impl BackupSources for LocalSources<'_> {
                 if status.code().is_some_and(|c| c <= 1) {
                     Ok(())
                 } else {
-                    Err(SourceError::new(format!("tar exited with {status}")))
+                    Err(SourceError::new(format!(
+                        "the archive of OpenBao's data folder failed: tar exited with {status}"
+                    )))
                 }
             }))
         }
@@ -323,6 +333,63 @@ async fn file_storage_is_archived_with_a_consistency_warning() {
     // The archive holds OpenBao's real raft database.
     let entries = tar.detail.as_deref().unwrap();
     assert!(!entries.starts_with("0 "), "{entries}");
+
+    // The human report of verify says so too.
+    let mut text = Vec::new();
+    let outcome = kleidia::backup::command::run_local(
+        &kleidia::backup::command::BackupCommand::Verify(kleidia::backup::command::VerifyArgs {
+            bundle: bundle.to_owned(),
+            restore_test: false,
+            identity: None,
+            passphrase_env: None,
+        }),
+        OutputFormat::Human,
+        &mut text,
+    )
+    .unwrap();
+    assert!(outcome.ok);
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("openbao-data.tar.zst") && text.contains("tar ok"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("verify: OK"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_process_that_fails_after_its_output_fails_the_backup() {
+    let pg = ThrowawayPostgres::start().unwrap();
+    let bao = ThrowawayOpenBao::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sources = LocalSources::new(&pg, &bao);
+    sources.storage = OpenBaoStorage::File;
+    sources.archive_exit = Some(3);
+    let mut opts = CreateOptions::new(dir.path(), "kleidia");
+    opts.progress = false;
+    opts.components = vec![Component::Platform, Component::Values];
+    let err = create_bundle(&opts, &mut sources, never())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            CreateError::Source {
+                component: Component::Platform,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("exited with") && msg.contains("no bundle was created"),
+        "{msg}"
+    );
+    assert!(
+        folder_names(dir.path()).is_empty(),
+        "{:?}",
+        folder_names(dir.path())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
