@@ -1,10 +1,19 @@
 //! Backup bundles: one folder per backup with the PostgreSQL dump, OpenBao's
 //! data, the Helm values and a manifest of checksums.
 //!
-//! - [`writer::BundleWriter`] streams each part to disk (zstd, age, SHA-256).
-//! - [`manifest`] is the bundle's `manifest.json` schema.
-//! - [`crypto`] holds age encryption and decryption.
-//! - [`bundle`] names bundle folders and finds them.
+//! - [`writer::BundleWriter`] streams each part to disk (zstd, age, SHA-256)
+//!   under a temporary name, renamed only when complete.
+//! - [`manifest`] is the bundle's `manifest.json` schema (`manifestVersion: 1`).
+//! - [`crypto`] holds age encryption (X25519 recipients or a passphrase) and
+//!   decryption (identity file or passphrase).
+//! - [`create`] orchestrates `backup create` over [`create::BackupSources`],
+//!   which the cluster side implements.
+//! - [`openbao`] fetches a raft snapshot over any connection (a
+//!   port-forward) and checks a snapshot's own `SHA256SUMS`.
+//! - [`verify`] checks a bundle; [`restore`] restores its dump into a
+//!   [`local_postgres::ThrowawayPostgres`] and counts rows.
+//! - [`list`], [`prune`] and [`bundle`] find, describe and remove bundles.
+//! - [`command`] is the `backup` command line (clap) and its runners.
 
 pub mod bundle;
 pub mod command;
