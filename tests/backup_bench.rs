@@ -100,6 +100,7 @@ async fn bench_backup_stream() {
                     encrypt,
                     expect_tail: Some(DUMP_COMPLETE_MARKER.to_owned()),
                     progress: None,
+                    validate: false,
                 },
             )
             .await

@@ -21,6 +21,7 @@ fn dump_options(encrypt: Option<Encryption>) -> AddOptions {
         encrypt,
         expect_tail: Some(DUMP_COMPLETE_MARKER.to_owned()),
         progress: None,
+        validate: false,
     }
 }
 
@@ -383,6 +384,30 @@ async fn a_real_openbao_raft_snapshot_verifies_and_a_damaged_one_does_not() {
                 && f.contains("state.bin does not match SHA256SUMS")),
         "{failures:?}"
     );
+
+    // A snapshot cut short in transit fails the backup while it streams.
+    let dir3 = tempfile::tempdir().unwrap();
+    let mut writer = new_writer(dir3.path(), "kleidia");
+    let err = writer
+        .add_bytes(
+            "openbao.snap",
+            FileKind::OpenbaoRaftSnapshot,
+            &original[..original.len() / 2],
+            AddOptions {
+                validate: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WriterError::Invalid { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("openbao.snap arrived damaged or cut short"),
+        "{err}"
+    );
+    drop(writer);
+    assert!(folder_names(dir3.path()).is_empty());
 
     // A token OpenBao refuses is named as such.
     let stream = tokio::net::TcpStream::connect(bao.addr).await.unwrap();

@@ -42,6 +42,7 @@ fn a_passphrase_bundle_opens_only_with_the_right_passphrase() {
                     encrypt: Some(enc.clone()),
                     expect_tail: Some(DUMP_COMPLETE_MARKER.to_owned()),
                     progress: None,
+                    validate: false,
                 },
             )
             .await

@@ -290,11 +290,14 @@ async fn run(
     let bars = Bars::new(opts.progress);
     let enc = opts.encryption.clone();
     let suffix = if enc.is_some() { ".age" } else { "" };
+    // Every part is checked while it streams (the dump by its marker),
+    // so a damaged stream fails the backup instead of landing in a bundle.
     let add = |compress: bool, tail: Option<&str>, bar: Option<ProgressBar>| AddOptions {
         compress,
         encrypt: enc.clone(),
         expect_tail: tail.map(str::to_owned),
         progress: bar,
+        validate: tail.is_none(),
     };
 
     for component in components {

@@ -386,7 +386,10 @@ fn content_check_name(kind: FileKind) -> &'static str {
 }
 
 /// Runs the content check of `kind`; `Ok` carries a short detail.
-fn check_content(kind: FileKind, reader: &mut dyn Read) -> Result<Option<String>, String> {
+pub(crate) fn check_content(
+    kind: FileKind,
+    reader: &mut dyn Read,
+) -> Result<Option<String>, String> {
     match kind {
         FileKind::PostgresDump => {
             let mut tail = Vec::new();

@@ -62,6 +62,10 @@ pub enum WriterError {
         marker: String,
         bytes: u64,
     },
+    #[error(
+        "{name} arrived damaged or cut short: {reason}; check the pod and the connection, then run the backup again"
+    )]
+    Invalid { name: String, reason: String },
     #[error("writing {name} was interrupted before the stream ended")]
     Interrupted { name: String },
     #[error("cannot complete the bundle: renaming {from} to {to} failed: {source}")]
@@ -99,6 +103,10 @@ pub struct AddOptions {
     pub expect_tail: Option<String>,
     /// Advanced by the number of content bytes read.
     pub progress: Option<ProgressBar>,
+    /// Check the content while it streams, as `verify` would (a raft
+    /// snapshot's `SHA256SUMS`, a tar archive's structure, YAML/JSON
+    /// parsing), so a damaged or cut-short stream fails the backup.
+    pub validate: bool,
 }
 
 /// A bundle being written. Dropping it without [`finish`](Self::finish)
@@ -218,6 +226,7 @@ impl BundleWriter {
             compress: opts.compress,
             encrypt: opts.encrypt.clone(),
             expect_tail: opts.expect_tail.clone(),
+            validate: opts.validate.then_some(kind),
         };
         let worker = tokio::task::spawn_blocking(move || job.run(file, rx));
 
@@ -422,6 +431,68 @@ struct Job {
     compress: bool,
     encrypt: Option<Encryption>,
     expect_tail: Option<String>,
+    validate: Option<FileKind>,
+}
+
+/// Content checker running beside the writer on a copy of the stream.
+struct Validator {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    handle: std::thread::JoinHandle<Result<Option<String>, String>>,
+}
+
+impl Validator {
+    fn start(kind: FileKind) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let handle = std::thread::spawn(move || {
+            let mut reader = ChannelReader {
+                rx,
+                buf: Vec::new(),
+                pos: 0,
+            };
+            let result = super::verify::check_content(kind, &mut reader);
+            // Keep receiving so the writer never blocks on a finished check.
+            let _ = io::copy(&mut reader, &mut io::sink());
+            result
+        });
+        Validator { tx, handle }
+    }
+
+    fn feed(&self, buf: &[u8]) {
+        // A checker that stopped early reports its result at the end.
+        let _ = self.tx.send(buf.to_vec());
+    }
+
+    fn finish(self) -> Result<(), String> {
+        drop(self.tx);
+        match self.handle.join() {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err("the content check failed unexpectedly".to_owned()),
+        }
+    }
+}
+
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl io::Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 impl Job {
@@ -439,9 +510,13 @@ impl Job {
         let mut content = Sha256::new();
         let mut content_size = 0u64;
         let mut tail: Vec<u8> = Vec::with_capacity(2 * TAIL);
+        let validator = self.validate.map(Validator::start);
         loop {
             match rx.blocking_recv() {
                 Some(Msg::Data(buf)) => {
+                    if let Some(v) = &validator {
+                        v.feed(&buf);
+                    }
                     content.update(&buf);
                     content_size += buf.len() as u64;
                     if self.expect_tail.is_some() {
@@ -460,6 +535,14 @@ impl Job {
                 name: self.name.clone(),
                 marker: marker.clone(),
                 bytes: content_size,
+            });
+        }
+        if let Some(v) = validator
+            && let Err(reason) = v.finish()
+        {
+            return Err(WriterError::Invalid {
+                name: self.name.clone(),
+                reason,
             });
         }
         let base = pipe.finish().map_err(werr)?;

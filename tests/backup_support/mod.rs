@@ -186,15 +186,24 @@ impl ThrowawayOpenBao {
             )
             .await;
         assert!(status == 204 || status == 200, "mount failed: {body}");
-        let (status, body) = bao
-            .call(
-                "POST",
-                "/v1/secret/data/kleidia/test",
-                token,
-                serde_json::json!({"data": {"pin": "123456"}}),
-            )
-            .await;
-        assert_eq!(status, 200, "write failed: {body}");
+        // A fresh KV v2 mount upgrades itself for a moment and answers 400
+        // meanwhile; write once it is ready.
+        let mut last = (0, serde_json::Value::Null);
+        for _ in 0..100 {
+            last = bao
+                .call(
+                    "POST",
+                    "/v1/secret/data/kleidia/test",
+                    token.clone(),
+                    serde_json::json!({"data": {"pin": "123456"}}),
+                )
+                .await;
+            if last.0 == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(last.0, 200, "write failed: {}", last.1);
         bao
     }
 
