@@ -346,6 +346,7 @@ async fn file_storage_is_archived_with_a_consistency_warning() {
         OutputFormat::Human,
         &mut text,
     )
+    .await
     .unwrap();
     assert!(outcome.ok);
     let text = String::from_utf8(text).unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use backup_support::folder_names;
 use chrono::{TimeDelta, Utc};
 use kleidia::backup::command::{
-    BackupCommand, ListArgs, OutputFormat, PruneArgs, VerifyArgs, run_local,
+    BackupCommand, ListArgs, OutputFormat, PruneArgs, VerifyArgs, run_local_blocking,
 };
 use kleidia::backup::manifest::{FileKind, Manifest};
 use kleidia::backup::writer::{AddOptions, BundleWriter};
@@ -33,7 +33,7 @@ async fn bundle_at(dir: &Path, hours_ago: i64) -> String {
 
 fn json(cmd: BackupCommand) -> serde_json::Value {
     let mut out = Vec::new();
-    let outcome = run_local(&cmd, OutputFormat::Json, &mut out).unwrap();
+    let outcome = run_local_blocking(&cmd, OutputFormat::Json, &mut out).unwrap();
     assert!(outcome.ok);
     serde_json::from_slice(&out).unwrap()
 }
@@ -100,7 +100,7 @@ async fn list_and_prune_touch_only_complete_bundles() {
 
     // Human output is a table.
     let mut out = Vec::new();
-    run_local(
+    run_local_blocking(
         &BackupCommand::List(ListArgs {
             dir: dir.to_owned(),
         }),
@@ -154,7 +154,7 @@ fn verify_of_a_folder_without_manifest_says_it_is_incomplete() {
     let tmp = tempfile::tempdir().unwrap();
     let b = tmp.path().join("kleidia-kleidia-20200101T000000Z");
     std::fs::create_dir(&b).unwrap();
-    let err = run_local(
+    let err = run_local_blocking(
         &BackupCommand::Verify(VerifyArgs {
             bundle: b,
             restore_test: false,
@@ -170,7 +170,7 @@ fn verify_of_a_folder_without_manifest_says_it_is_incomplete() {
 
 #[test]
 fn list_of_a_missing_folder_says_where_bundles_come_from() {
-    let err = run_local(
+    let err = run_local_blocking(
         &BackupCommand::List(ListArgs {
             dir: "/nonexistent/backups".into(),
         }),

@@ -174,6 +174,10 @@ pub enum BackupCommandError {
     Prune(#[from] PruneError),
     #[error("'backup create' needs a cluster; it is run through the plugin's cluster connection")]
     NeedsCluster,
+    #[error(
+        "interrupted (Ctrl-C); {stopped} throwaway PostgreSQL server(s) of the restore test were stopped and removed"
+    )]
+    Interrupted { stopped: usize },
     #[error("cannot print the result: {0}")]
     Output(String),
 }
@@ -185,8 +189,51 @@ pub struct Outcome {
     pub ok: bool,
 }
 
-/// Runs `list`, `verify` or `prune`, printing to `out`.
-pub fn run_local(
+/// Runs `list`, `verify` or `prune`, printing to `out`. Ctrl-C during a
+/// restore test stops the throwaway PostgreSQL before returning.
+pub async fn run_local(
+    command: &BackupCommand,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<Outcome, BackupCommandError> {
+    match command {
+        BackupCommand::Verify(a) => {
+            let args = a.clone();
+            let work = tokio::task::spawn_blocking(move || verify_local(&args));
+            let report = tokio::select! {
+                r = work => r.map_err(|e| BackupCommandError::Output(e.to_string()))??,
+                _ = interrupted() => {
+                    let stopped = super::local_postgres::stop_all_throwaway_servers();
+                    return Err(BackupCommandError::Interrupted { stopped });
+                }
+            };
+            emit(out, format, &report, |out| render_verify(out, &report))?;
+            Ok(Outcome { ok: report.ok })
+        }
+        other => run_local_blocking(other, format, out),
+    }
+}
+
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn verify_local(a: &VerifyArgs) -> Result<VerifyReport, BackupCommandError> {
+    let decryption = Decryption::from_options(a.identity.as_deref(), a.passphrase_env.as_deref())?;
+    Ok(verify_bundle(
+        &a.bundle,
+        &VerifyOptions {
+            decryption: decryption.as_ref(),
+            restore_test: a.restore_test,
+            postgres: None,
+        },
+    )?)
+}
+
+/// [`run_local`] without a runtime (no Ctrl-C handling).
+pub fn run_local_blocking(
     command: &BackupCommand,
     format: OutputFormat,
     out: &mut dyn Write,
@@ -199,16 +246,7 @@ pub fn run_local(
             Ok(Outcome { ok: true })
         }
         BackupCommand::Verify(a) => {
-            let decryption =
-                Decryption::from_options(a.identity.as_deref(), a.passphrase_env.as_deref())?;
-            let report = verify_bundle(
-                &a.bundle,
-                &VerifyOptions {
-                    decryption: decryption.as_ref(),
-                    restore_test: a.restore_test,
-                    postgres: None,
-                },
-            )?;
+            let report = verify_local(a)?;
             emit(out, format, &report, |out| render_verify(out, &report))?;
             Ok(Outcome { ok: report.ok })
         }

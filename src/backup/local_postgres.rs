@@ -146,6 +146,50 @@ fn unprivileged_user() -> Result<RunAs, LocalPostgresError> {
     }))
 }
 
+/// Servers started by this process and not yet stopped, so that an
+/// interruption (Ctrl-C) can stop them: `pg_ctl` daemonizes the server, so
+/// it would outlive this process.
+static RUNNING: std::sync::Mutex<Vec<Running>> = std::sync::Mutex::new(Vec::new());
+
+#[derive(Debug, Clone)]
+struct Running {
+    pg_ctl: PathBuf,
+    root: PathBuf,
+    data: PathBuf,
+    run_as: Option<RunAs>,
+}
+
+/// Stops every throwaway server this process started and removes their
+/// folders. For interruption handlers; returns how many were stopped.
+pub fn stop_all_throwaway_servers() -> usize {
+    let running: Vec<Running> = RUNNING
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default();
+    for r in &running {
+        let mut cmd = Command::new(&r.pg_ctl);
+        cmd.current_dir(&r.root)
+            .arg("-D")
+            .arg(&r.data)
+            .args(["-m", "immediate", "-w", "-t", "30", "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(u) = &r.run_as {
+            cmd.uid(u.uid).gid(u.gid);
+        }
+        let _ = cmd.status();
+        let _ = fs::remove_dir_all(&r.root);
+    }
+    running.len()
+}
+
+fn forget(root: &Path) {
+    if let Ok(mut r) = RUNNING.lock() {
+        r.retain(|x| x.root != root);
+    }
+}
+
 /// Exact row count of one table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TableCount {
@@ -266,6 +310,14 @@ impl ThrowawayPostgres {
             other => other,
         })?;
         self.running = true;
+        if let (Ok(mut r), Some(dir)) = (RUNNING.lock(), &self.dir) {
+            r.push(Running {
+                pg_ctl: self.bins.tool("pg_ctl"),
+                root: dir.path().to_owned(),
+                data: self.data.clone(),
+                run_as: self.run_as.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -369,6 +421,9 @@ impl ThrowawayPostgres {
             return Ok(());
         }
         self.running = false;
+        if let Some(dir) = &self.dir {
+            forget(dir.path());
+        }
         let mut stop = self.server_command("pg_ctl");
         stop.arg("-D")
             .arg(&self.data)
