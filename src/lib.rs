@@ -7,6 +7,7 @@
 //! it).
 
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

@@ -1,0 +1,546 @@
+//! The `backup` command line: clap arguments the CLI embeds, and the runners.
+//!
+//! ```text
+//! backup [create] [--dir DIR] [--components data,platform,values]
+//!        [--encrypt-to RECIPIENT ...] [--passphrase-env VAR]
+//!        [--openbao-token-env VAR | --openbao-token-secret NAME:KEY]
+//!        [--include-unseal-key]
+//! backup list   [--dir DIR]
+//! backup verify BUNDLE [--restore-test] [--identity FILE] [--passphrase-env VAR]
+//! backup prune  [--dir DIR] (--keep N | --max-age DUR) [--dry-run]
+//! ```
+//!
+//! `list`, `verify` and `prune` are local ([`run_local`]); `create` needs the
+//! cluster's [`BackupSources`] ([`run_create`]).
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+
+use super::create::{
+    BackupSources, CreateError, CreateOptions, CreatedBundle, TokenSource, create_bundle,
+};
+use super::crypto::{CryptoError, Decryption, Encryption};
+use super::list::{BundleState, BundleSummary, ListError, list_bundles};
+use super::manifest::Component;
+use super::prune::{PruneError, PruneReport, PruneRule, parse_duration, prune};
+use super::verify::{
+    RestoreOutcome, Status, VerifyError, VerifyOptions, VerifyReport, verify_bundle,
+};
+
+/// Default folder of bundles.
+pub const DEFAULT_DIR: &str = "./backups";
+
+/// `backup`: with no subcommand, `create`.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+impl BackupArgs {
+    /// The subcommand to run (`create` when none was named).
+    pub fn action(&self) -> BackupCommand {
+        self.command
+            .clone()
+            .unwrap_or_else(|| BackupCommand::Create(self.create.clone()))
+    }
+}
+
+/// The `backup` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BackupCommand {
+    /// Write a backup bundle (the default).
+    Create(CreateArgs),
+    /// List bundles with time, size, versions, encryption and completeness.
+    List(ListArgs),
+    /// Check a bundle's checksums and contents; optionally restore-test it.
+    Verify(VerifyArgs),
+    /// Remove old bundles.
+    Prune(PruneArgs),
+}
+
+/// `backup create`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// Folder that receives the bundle (created 0700 if missing).
+    #[arg(long, default_value = DEFAULT_DIR, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Components to back up.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "data,platform,values",
+        value_name = "LIST"
+    )]
+    pub components: Vec<Component>,
+    /// Encrypt every file with age to this X25519 recipient (age1...); repeatable.
+    #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt with the passphrase held in this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "encrypt_to")]
+    pub passphrase_env: Option<String>,
+    /// Environment variable holding the OpenBao token [default: BAO_TOKEN, then VAULT_TOKEN].
+    #[arg(long, value_name = "VAR")]
+    pub openbao_token_env: Option<String>,
+    /// Read the OpenBao token from key KEY of Secret NAME in the namespace.
+    #[arg(long, value_name = "NAME:KEY", conflicts_with = "openbao_token_env", value_parser = parse_secret_ref)]
+    pub openbao_token_secret: Option<(String, String)>,
+    /// Include OpenBao's unseal key Secret (only in an encrypted bundle).
+    #[arg(long)]
+    pub include_unseal_key: bool,
+}
+
+fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((n, k)) if !n.is_empty() && !k.is_empty() => Ok((n.to_owned(), k.to_owned())),
+        _ => Err(format!(
+            "'{s}' is not NAME:KEY (for example openbao-root:token)"
+        )),
+    }
+}
+
+/// `backup list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Folder holding the bundles.
+    #[arg(long, default_value = DEFAULT_DIR, value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `backup verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The bundle folder.
+    pub bundle: PathBuf,
+    /// Restore the dump into a throwaway local PostgreSQL and count rows.
+    #[arg(long)]
+    pub restore_test: bool,
+    /// age identity file for bundles encrypted to a recipient.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Environment variable holding the passphrase of a passphrase bundle.
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+}
+
+/// `backup prune`.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("rule").required(true).multiple(true).args(["keep", "max_age"])))]
+pub struct PruneArgs {
+    /// Folder holding the bundles.
+    #[arg(long, default_value = DEFAULT_DIR, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Keep the N newest complete bundles.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: Option<u32>,
+    /// Remove complete bundles older than this (30d, 12h, 2w, 1d12h).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub max_age: Option<chrono::TimeDelta>,
+    /// Only show what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Tables and lines for people.
+    #[default]
+    Human,
+    Json,
+    Yaml,
+}
+
+/// Errors of the backup commands.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupCommandError {
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    List(#[from] ListError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Prune(#[from] PruneError),
+    #[error("'backup create' needs a cluster; it is run through the plugin's cluster connection")]
+    NeedsCluster,
+    #[error(
+        "interrupted (Ctrl-C); {stopped} throwaway PostgreSQL server(s) of the restore test were stopped and removed"
+    )]
+    Interrupted { stopped: usize },
+    #[error("cannot print the result: {0}")]
+    Output(String),
+}
+
+/// What a command reports: exit code 0 when `ok`, 1 otherwise (a failed
+/// verification); errors are returned as `Err`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub ok: bool,
+}
+
+/// Runs `list`, `verify` or `prune`, printing to `out`. Ctrl-C during a
+/// restore test stops the throwaway PostgreSQL before returning.
+pub async fn run_local(
+    command: &BackupCommand,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<Outcome, BackupCommandError> {
+    match command {
+        BackupCommand::Verify(a) => {
+            let args = a.clone();
+            let work = tokio::task::spawn_blocking(move || verify_local(&args));
+            let report = tokio::select! {
+                r = work => r.map_err(|e| BackupCommandError::Output(e.to_string()))??,
+                _ = interrupted() => {
+                    let stopped = super::local_postgres::stop_all_throwaway_servers();
+                    return Err(BackupCommandError::Interrupted { stopped });
+                }
+            };
+            emit(out, format, &report, |out| render_verify(out, &report))?;
+            Ok(Outcome { ok: report.ok })
+        }
+        other => run_local_blocking(other, format, out),
+    }
+}
+
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn verify_local(a: &VerifyArgs) -> Result<VerifyReport, BackupCommandError> {
+    let decryption = Decryption::from_options(a.identity.as_deref(), a.passphrase_env.as_deref())?;
+    Ok(verify_bundle(
+        &a.bundle,
+        &VerifyOptions {
+            decryption: decryption.as_ref(),
+            restore_test: a.restore_test,
+            postgres: None,
+        },
+    )?)
+}
+
+/// [`run_local`] without a runtime (no Ctrl-C handling).
+pub fn run_local_blocking(
+    command: &BackupCommand,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<Outcome, BackupCommandError> {
+    match command {
+        BackupCommand::Create(_) => Err(BackupCommandError::NeedsCluster),
+        BackupCommand::List(a) => {
+            let bundles = list_bundles(&a.dir, Utc::now())?;
+            emit(out, format, &bundles, |out| render_list(out, &bundles))?;
+            Ok(Outcome { ok: true })
+        }
+        BackupCommand::Verify(a) => {
+            let report = verify_local(a)?;
+            emit(out, format, &report, |out| render_verify(out, &report))?;
+            Ok(Outcome { ok: report.ok })
+        }
+        BackupCommand::Prune(a) => {
+            let rule = PruneRule {
+                keep: a.keep.map(|k| k as usize),
+                max_age: a.max_age,
+            };
+            let report = prune(&a.dir, rule, Utc::now(), a.dry_run)?;
+            emit(out, format, &report, |out| render_prune(out, &report))?;
+            Ok(Outcome { ok: true })
+        }
+    }
+}
+
+/// Turns `create` arguments into options for `namespace`.
+pub fn create_options(
+    args: &CreateArgs,
+    namespace: &str,
+) -> Result<CreateOptions, BackupCommandError> {
+    let mut opts = CreateOptions::new(&args.dir, namespace);
+    opts.components = args.components.clone();
+    opts.encryption = Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())?;
+    opts.include_unseal_key = args.include_unseal_key;
+    opts.token = match (&args.openbao_token_secret, &args.openbao_token_env) {
+        (Some((name, key)), _) => TokenSource::Secret {
+            name: name.clone(),
+            key: key.clone(),
+        },
+        (None, Some(var)) => TokenSource::Env(vec![var.clone()]),
+        (None, None) => TokenSource::default(),
+    };
+    Ok(opts)
+}
+
+/// Runs `backup create` with the cluster's `sources`; Ctrl-C interrupts it
+/// cleanly (no bundle left).
+pub async fn run_create(
+    args: &CreateArgs,
+    namespace: &str,
+    sources: &mut dyn BackupSources,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<Outcome, BackupCommandError> {
+    let opts = create_options(args, namespace)?;
+    let interrupt = async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "Ctrl-C".to_owned(),
+            // No signal handler: never interrupt.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let created = create_bundle(&opts, sources, interrupt).await?;
+    emit(out, format, &created, |out| render_created(out, &created))?;
+    Ok(Outcome { ok: true })
+}
+
+fn emit<T: Serialize>(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    value: &T,
+    human: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), BackupCommandError> {
+    let result = match format {
+        OutputFormat::Human => human(out),
+        OutputFormat::Json => serde_json::to_writer_pretty(&mut *out, value)
+            .map_err(io::Error::other)
+            .and_then(|_| writeln!(out)),
+        OutputFormat::Yaml => serde_yaml_ng::to_string(value)
+            .map_err(io::Error::other)
+            .and_then(|s| out.write_all(s.as_bytes())),
+    };
+    result.map_err(|e| BackupCommandError::Output(e.to_string()))
+}
+
+/// Bytes for people (KiB, MiB, ...).
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn render_list(out: &mut dyn Write, bundles: &[BundleSummary]) -> io::Result<()> {
+    if bundles.is_empty() {
+        return writeln!(out, "no bundles");
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "BUNDLE",
+        "TIME (UTC)",
+        "SIZE",
+        "VERSIONS",
+        "ENCRYPTED",
+        "STATE",
+    ]);
+    for b in bundles {
+        let versions = b
+            .versions
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .chain(b.charts.iter().map(|(k, v)| format!("{k} {v}")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let state = match (b.state, b.stale) {
+            (BundleState::Complete, _) => "complete".to_owned(),
+            (BundleState::Incomplete, _) => "INCOMPLETE".to_owned(),
+            (BundleState::Partial, true) => "partial (stale leftover)".to_owned(),
+            (BundleState::Partial, false) => "partial (in progress?)".to_owned(),
+        };
+        table.add_row([
+            b.name.clone(),
+            b.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+            human_size(b.size),
+            versions,
+            if b.encrypted { "yes" } else { "no" }.to_owned(),
+            state,
+        ]);
+    }
+    writeln!(out, "{table}")
+}
+
+fn render_verify(out: &mut dyn Write, r: &VerifyReport) -> io::Result<()> {
+    writeln!(out, "bundle {}", r.bundle.display())?;
+    for f in &r.files {
+        let mark = if f.ok() { "ok  " } else { "FAIL" };
+        let checks = f
+            .checks
+            .iter()
+            .map(|c| {
+                let s = match c.status {
+                    Status::Ok => "ok",
+                    Status::Failed => "FAILED",
+                    Status::Skipped => "skipped",
+                };
+                match (&c.detail, c.status) {
+                    (Some(d), Status::Failed | Status::Skipped) => format!("{} {s} ({d})", c.name),
+                    _ => format!("{} {s}", c.name),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        writeln!(out, "  {mark} {}: {checks}", f.path)?;
+    }
+    for p in &r.problems {
+        writeln!(out, "  FAIL {p}")?;
+    }
+    for n in &r.notes {
+        writeln!(out, "  note: {n}")?;
+    }
+    match &r.restore_test {
+        None => {}
+        Some(RestoreOutcome::Failed { error }) => writeln!(out, "restore test FAILED: {error}")?,
+        Some(RestoreOutcome::Ok(rep)) => {
+            writeln!(
+                out,
+                "restore test into local PostgreSQL {}: {} unexpected errors ({} expected)",
+                rep.postgres_version, rep.errors, rep.expected_errors
+            )?;
+            for e in &rep.error_samples {
+                writeln!(out, "  {e}")?;
+            }
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED);
+            table.set_header(["DATABASE", "TABLE", "ROWS"]);
+            for db in &rep.databases {
+                if db.tables.is_empty() {
+                    table.add_row([db.name.clone(), "(no tables)".to_owned(), String::new()]);
+                }
+                for t in &db.tables {
+                    table.add_row([
+                        db.name.clone(),
+                        format!("{}.{}", t.schema, t.table),
+                        t.rows.to_string(),
+                    ]);
+                }
+            }
+            writeln!(out, "{table}")?;
+        }
+    }
+    writeln!(
+        out,
+        "{}",
+        if r.ok { "verify: OK" } else { "verify: FAILED" }
+    )
+}
+
+fn render_prune(out: &mut dyn Write, r: &PruneReport) -> io::Result<()> {
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    for b in &r.removed {
+        writeln!(out, "{verb} {} ({})", b.name, human_size(b.size))?;
+    }
+    for b in &r.kept {
+        writeln!(out, "kept {}", b.name)?;
+    }
+    for b in &r.incomplete {
+        writeln!(
+            out,
+            "left alone {} (incomplete: no readable manifest)",
+            b.name
+        )?;
+    }
+    for b in &r.stale_partials {
+        writeln!(
+            out,
+            "stale partial {}: left by a backup that did not finish; remove it by hand if no backup is running",
+            b.path.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "{verb} {} bundles, {}",
+        r.removed.len(),
+        human_size(r.freed_bytes)
+    )
+}
+
+fn render_created(out: &mut dyn Write, c: &CreatedBundle) -> io::Result<()> {
+    writeln!(out, "backup written to {}", c.path.display())?;
+    for f in &c.manifest.files {
+        writeln!(
+            out,
+            "  {:<40} {:>10}  sha256 {}",
+            f.path,
+            human_size(f.size),
+            f.sha256
+        )?;
+    }
+    if let Some(w) = c.manifest.openbao.as_ref().and_then(|o| o.warning.as_ref()) {
+        writeln!(out, "warning: {w}")?;
+    }
+    writeln!(
+        out,
+        "check it with: backup verify {} --restore-test",
+        c.path.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        backup: BackupArgs,
+    }
+
+    #[test]
+    fn bare_backup_means_create_with_defaults() {
+        let cli = Cli::try_parse_from(["backup"]).unwrap();
+        let BackupCommand::Create(c) = cli.backup.action() else {
+            panic!("not create")
+        };
+        assert_eq!(c.dir, PathBuf::from(DEFAULT_DIR));
+        assert_eq!(c.components, Component::ALL.to_vec());
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        let cli = Cli::try_parse_from(["backup", "prune", "--keep", "3", "--dry-run"]).unwrap();
+        let BackupCommand::Prune(p) = cli.backup.action() else {
+            panic!()
+        };
+        assert_eq!(p.keep, Some(3));
+        assert!(Cli::try_parse_from(["backup", "prune"]).is_err());
+        assert!(Cli::try_parse_from(["backup", "prune", "--keep", "0"]).is_err());
+        let cli = Cli::try_parse_from([
+            "backup",
+            "create",
+            "--components",
+            "data,values",
+            "--openbao-token-secret",
+            "bao-root:token",
+        ])
+        .unwrap();
+        let BackupCommand::Create(c) = cli.backup.action() else {
+            panic!()
+        };
+        assert_eq!(c.components, vec![Component::Data, Component::Values]);
+        assert_eq!(
+            c.openbao_token_secret,
+            Some(("bao-root".into(), "token".into()))
+        );
+        assert!(Cli::try_parse_from(["backup", "--components", "db"]).is_err());
+    }
+}

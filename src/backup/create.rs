@@ -1,0 +1,467 @@
+//! `backup create`: the orchestration of one backup, independent of how the
+//! cluster is reached. The cluster side implements [`BackupSources`]
+//! (exec for `pg_dumpall` and the data-folder archive, a port-forward for the
+//! raft snapshot, Helm release records for values); this module streams each
+//! part into a [`BundleWriter`], records the manifest, and makes sure that an
+//! interruption or a failure leaves no complete-looking bundle.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use age::secrecy::SecretString;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use tokio::io::AsyncRead;
+
+use super::crypto::Encryption;
+use super::manifest::{
+    Component, FileKind, Manifest, OpenBaoRecord, OpenBaoStorage, ReleaseRecord,
+};
+use super::verify::DUMP_COMPLETE_MARKER;
+use super::writer::{AddOptions, BundleWriter, WriterError};
+
+/// A failure reported by the cluster side; its message is shown as is, so
+/// it must name what failed and what to do (and hold no secret).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+impl SourceError {
+    pub fn new(message: impl Into<String>) -> Self {
+        SourceError(message.into())
+    }
+}
+
+/// A stream of backup data from the cluster, and how it ended.
+pub struct SourceStream {
+    /// The bytes (stdout of an exec with no TTY, or an HTTP body).
+    pub reader: Pin<Box<dyn AsyncRead + Send>>,
+    /// Resolves once the reader has ended: `Err` when the remote process
+    /// failed (non-zero exit, with what it printed on stderr).
+    pub finished: BoxFuture<'static, Result<(), SourceError>>,
+}
+
+impl SourceStream {
+    /// A stream with nothing to check at its end (an HTTP body).
+    pub fn from_reader(reader: impl AsyncRead + Send + 'static) -> Self {
+        SourceStream {
+            reader: Box::pin(reader),
+            finished: Box::pin(async { Ok(()) }),
+        }
+    }
+
+    /// A stream whose end is judged by `finished` (an exec's status).
+    pub fn new(
+        reader: impl AsyncRead + Send + 'static,
+        finished: impl Future<Output = Result<(), SourceError>> + Send + 'static,
+    ) -> Self {
+        SourceStream {
+            reader: Box::pin(reader),
+            finished: Box::pin(finished),
+        }
+    }
+}
+
+/// What the cluster side knows about the deployment.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFacts {
+    /// kubeconfig context.
+    pub context: Option<String>,
+    /// API server URL.
+    pub server: Option<String>,
+    /// Component versions (`postgres`, `openbao`, `backend`, ...).
+    pub versions: std::collections::BTreeMap<String, String>,
+}
+
+/// One Helm release, for the `values` component.
+#[derive(Debug, Clone)]
+pub struct ReleaseSnapshot {
+    pub record: ReleaseRecord,
+    /// User-supplied values, as `helm get values` prints them (YAML).
+    pub values_yaml: Vec<u8>,
+}
+
+/// Where the backup data comes from. The plugin implements this over the
+/// cluster (exec, port-forward, Helm release Secrets); tests implement it
+/// over local PostgreSQL and OpenBao.
+pub trait BackupSources: Send {
+    /// Context, server and versions, for the manifest.
+    fn facts(&mut self) -> BoxFuture<'_, Result<ClusterFacts, SourceError>>;
+    /// `pg_dumpall` of the data component, streamed (no TTY).
+    fn postgres_dump(&mut self) -> BoxFuture<'_, Result<SourceStream, SourceError>>;
+    /// The storage backend OpenBao uses.
+    fn openbao_storage(&mut self) -> BoxFuture<'_, Result<OpenBaoStorage, SourceError>>;
+    /// `GET /v1/sys/storage/raft/snapshot` with `token` (see
+    /// [`super::openbao::raft_snapshot`] for the HTTP part over a port-forward).
+    fn openbao_raft_snapshot<'a>(
+        &'a mut self,
+        token: &'a SecretString,
+    ) -> BoxFuture<'a, Result<SourceStream, SourceError>>;
+    /// A tar archive of OpenBao's data folder (file storage), through exec.
+    fn openbao_data_archive(&mut self) -> BoxFuture<'_, Result<SourceStream, SourceError>>;
+    /// The value of key `key` of Secret `name` (`--openbao-token-secret`).
+    fn secret_value<'a>(
+        &'a mut self,
+        name: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<SecretString, SourceError>>;
+    /// The OpenBao unseal key Secret, as JSON (`--include-unseal-key`).
+    fn unseal_key_secret(&mut self) -> BoxFuture<'_, Result<Vec<u8>, SourceError>>;
+    /// The releases with their values.
+    fn releases(&mut self) -> BoxFuture<'_, Result<Vec<ReleaseSnapshot>, SourceError>>;
+}
+
+/// Where the OpenBao token comes from.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// Environment variables, first set one wins.
+    Env(Vec<String>),
+    /// Key of a Secret in the namespace.
+    Secret { name: String, key: String },
+}
+
+impl Default for TokenSource {
+    fn default() -> Self {
+        TokenSource::Env(vec!["BAO_TOKEN".to_owned(), "VAULT_TOKEN".to_owned()])
+    }
+}
+
+/// Everything a backup needs besides its sources.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub dir: PathBuf,
+    pub namespace: String,
+    pub components: Vec<Component>,
+    pub encryption: Option<Encryption>,
+    pub token: TokenSource,
+    pub include_unseal_key: bool,
+    /// Show progress bars (only sensible on a terminal).
+    pub progress: bool,
+    pub now: DateTime<Utc>,
+}
+
+impl CreateOptions {
+    /// Options for all components, unencrypted, progress on a terminal.
+    pub fn new(dir: &Path, namespace: &str) -> Self {
+        CreateOptions {
+            dir: dir.to_owned(),
+            namespace: namespace.to_owned(),
+            components: Component::ALL.to_vec(),
+            encryption: None,
+            token: TokenSource::default(),
+            include_unseal_key: false,
+            progress: std::io::stderr().is_terminal(),
+            now: Utc::now(),
+        }
+    }
+}
+
+/// Errors of `backup create`. None leaves a complete-looking bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(
+        "--include-unseal-key needs an encrypted bundle: add --encrypt-to age1... or --passphrase-env VAR (the unseal key must never be stored in clear)"
+    )]
+    UnsealKeyNeedsEncryption,
+    #[error("no component to back up: --components takes data, platform and/or values")]
+    NoComponents,
+    #[error(
+        "no OpenBao token: none of {vars} is set; export a token allowed to read sys/storage/raft/snapshot, or pass --openbao-token-env VAR or --openbao-token-secret NAME:KEY"
+    )]
+    NoToken { vars: String },
+    #[error("{component} backup failed: {source}; no bundle was created")]
+    Source {
+        component: Component,
+        source: SourceError,
+    },
+    #[error("{component} backup failed: {source}; no bundle was created")]
+    Write {
+        component: Component,
+        source: WriterError,
+    },
+    #[error("the bundle could not be completed: {0}")]
+    Finish(WriterError),
+    #[error(
+        "the backup was interrupted ({reason}) while working on {during}; its temporary folder was removed and no bundle was created"
+    )]
+    Interrupted { reason: String, during: String },
+}
+
+/// A finished bundle.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedBundle {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+}
+
+/// Runs a backup until done or until `interrupt` resolves (Ctrl-C: pass
+/// `tokio::signal::ctrl_c()`), whichever comes first. On interruption or
+/// failure the temporary folder is removed.
+pub async fn create_bundle(
+    opts: &CreateOptions,
+    sources: &mut dyn BackupSources,
+    interrupt: impl Future<Output = String>,
+) -> Result<CreatedBundle, CreateError> {
+    if opts.include_unseal_key && opts.encryption.is_none() {
+        return Err(CreateError::UnsealKeyNeedsEncryption);
+    }
+    if opts.components.is_empty() {
+        return Err(CreateError::NoComponents);
+    }
+    let during = std::sync::Mutex::new("starting".to_owned());
+    let work = run(opts, sources, &during);
+    tokio::pin!(work);
+    tokio::select! {
+        result = &mut work => result,
+        reason = interrupt => Err(CreateError::Interrupted {
+            reason,
+            during: during.lock().map(|d| d.clone()).unwrap_or_default(),
+        }),
+    }
+}
+
+struct Bars {
+    multi: MultiProgress,
+    enabled: bool,
+}
+
+impl Bars {
+    fn new(enabled: bool) -> Self {
+        let multi = MultiProgress::with_draw_target(if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        Bars { multi, enabled }
+    }
+
+    fn bar(&self, label: &str) -> Option<ProgressBar> {
+        if !self.enabled {
+            return None;
+        }
+        let bar = self.multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {prefix:<24} {bytes:>10} {binary_bytes_per_sec:>12} {elapsed:>4}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(label.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Some(bar)
+    }
+}
+
+async fn run(
+    opts: &CreateOptions,
+    sources: &mut dyn BackupSources,
+    during: &std::sync::Mutex<String>,
+) -> Result<CreatedBundle, CreateError> {
+    let set_during = |what: &str| {
+        if let Ok(mut d) = during.lock() {
+            *d = what.to_owned();
+        }
+    };
+    let first = opts.components.first().copied().unwrap_or(Component::Data);
+    set_during("reading cluster facts");
+    let facts = sources
+        .facts()
+        .await
+        .map_err(|source| CreateError::Source {
+            component: first,
+            source,
+        })?;
+    let mut writer =
+        BundleWriter::create(&opts.dir, &opts.namespace, opts.now).map_err(CreateError::Finish)?;
+    let mut manifest = Manifest::new(&opts.namespace, opts.now);
+    manifest.context = facts.context;
+    manifest.server = facts.server;
+    manifest.versions = facts.versions;
+    manifest.encryption = opts.encryption.as_ref().map(Encryption::record);
+    let mut components = opts.components.clone();
+    components.sort();
+    components.dedup();
+    manifest.components = components.clone();
+    let bars = Bars::new(opts.progress);
+    let enc = opts.encryption.clone();
+    let suffix = if enc.is_some() { ".age" } else { "" };
+    // Every part is checked while it streams (the dump by its marker),
+    // so a damaged stream fails the backup instead of landing in a bundle.
+    let add = |compress: bool, tail: Option<&str>, bar: Option<ProgressBar>| AddOptions {
+        compress,
+        encrypt: enc.clone(),
+        expect_tail: tail.map(str::to_owned),
+        progress: bar,
+        validate: tail.is_none(),
+    };
+
+    for component in components {
+        let src = |source| CreateError::Source { component, source };
+        let wr = |source| CreateError::Write { component, source };
+        match component {
+            Component::Data => {
+                let name = format!("postgres.sql.zst{suffix}");
+                set_during(&name);
+                let stream = sources.postgres_dump().await.map_err(src)?;
+                let bar = bars.bar("postgres (pg_dumpall)");
+                writer
+                    .add_stream(
+                        &name,
+                        FileKind::PostgresDump,
+                        stream.reader,
+                        add(true, Some(DUMP_COMPLETE_MARKER), bar.clone()),
+                    )
+                    .await
+                    .map_err(wr)?;
+                stream.finished.await.map_err(src)?;
+                finish_bar(bar);
+            }
+            Component::Platform => {
+                set_during("openbao storage type");
+                let storage = sources.openbao_storage().await.map_err(src)?;
+                let (name, warning) = match storage {
+                    OpenBaoStorage::Raft => {
+                        let name = format!("openbao.snap{suffix}");
+                        set_during("openbao token");
+                        let token = resolve_token(&opts.token, sources).await?;
+                        set_during(&name);
+                        let stream = sources.openbao_raft_snapshot(&token).await.map_err(src)?;
+                        drop(token);
+                        let bar = bars.bar("openbao (raft snapshot)");
+                        writer
+                            .add_stream(
+                                &name,
+                                FileKind::OpenbaoRaftSnapshot,
+                                stream.reader,
+                                add(false, None, bar.clone()),
+                            )
+                            .await
+                            .map_err(wr)?;
+                        stream.finished.await.map_err(src)?;
+                        finish_bar(bar);
+                        (name, None)
+                    }
+                    OpenBaoStorage::File => {
+                        let name = format!("openbao-data.tar.zst{suffix}");
+                        set_during(&name);
+                        let stream = sources.openbao_data_archive().await.map_err(src)?;
+                        let bar = bars.bar("openbao (data folder)");
+                        writer
+                            .add_stream(
+                                &name,
+                                FileKind::OpenbaoDataArchive,
+                                stream.reader,
+                                add(true, None, bar.clone()),
+                            )
+                            .await
+                            .map_err(wr)?;
+                        stream.finished.await.map_err(src)?;
+                        finish_bar(bar);
+                        (
+                            name,
+                            Some(
+                                "file storage: the data folder was archived while OpenBao was running; it may be inconsistent if OpenBao was writing. Prefer raft storage for consistent snapshots."
+                                    .to_owned(),
+                            ),
+                        )
+                    }
+                };
+                let mut record = OpenBaoRecord {
+                    storage,
+                    file: name,
+                    warning,
+                    unseal_key_included: false,
+                };
+                if opts.include_unseal_key {
+                    let name = "openbao-unseal-key.json.age";
+                    set_during(name);
+                    let secret = sources.unseal_key_secret().await.map_err(src)?;
+                    writer
+                        .add_bytes(
+                            name,
+                            FileKind::OpenbaoUnsealKey,
+                            &secret,
+                            add(false, None, None),
+                        )
+                        .await
+                        .map_err(wr)?;
+                    record.unseal_key_included = true;
+                }
+                manifest.openbao = Some(record);
+            }
+            Component::Values => {
+                set_during("helm releases");
+                let releases = sources.releases().await.map_err(src)?;
+                for r in releases {
+                    let base = format!("helm/{}", r.record.name);
+                    let values = format!("{base}.values.yaml{suffix}");
+                    set_during(&values);
+                    writer
+                        .add_bytes(
+                            &values,
+                            FileKind::HelmValues,
+                            &r.values_yaml,
+                            add(false, None, None),
+                        )
+                        .await
+                        .map_err(wr)?;
+                    let json = serde_json::to_vec_pretty(&r.record)
+                        .map_err(|e| src(SourceError::new(e.to_string())))?;
+                    let record = format!("{base}.json{suffix}");
+                    writer
+                        .add_bytes(
+                            &record,
+                            FileKind::HelmRelease,
+                            &json,
+                            add(false, None, None),
+                        )
+                        .await
+                        .map_err(wr)?;
+                    manifest.releases.push(r.record);
+                }
+            }
+        }
+    }
+    set_during("manifest.json");
+    let path = writer
+        .finish(manifest.clone())
+        .map_err(CreateError::Finish)?;
+    // Re-read what was written, so the caller sees the recorded files.
+    let manifest = super::verify::read_manifest(&path).unwrap_or(manifest);
+    Ok(CreatedBundle { path, manifest })
+}
+
+fn finish_bar(bar: Option<ProgressBar>) {
+    if let Some(b) = bar {
+        b.finish();
+    }
+}
+
+async fn resolve_token(
+    source: &TokenSource,
+    sources: &mut dyn BackupSources,
+) -> Result<SecretString, CreateError> {
+    match source {
+        TokenSource::Env(vars) => vars
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|t| !t.is_empty()))
+            .map(SecretString::from)
+            .ok_or_else(|| CreateError::NoToken {
+                vars: vars.join(", "),
+            }),
+        TokenSource::Secret { name, key } => {
+            sources
+                .secret_value(name, key)
+                .await
+                .map_err(|source| CreateError::Source {
+                    component: Component::Platform,
+                    source,
+                })
+        }
+    }
+}
