@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use kleidia_sandbox::demo;
 use kleidia_sandbox::faults::FaultRequest;
 use kleidia_sandbox::server::client::Client;
 use kleidia_sandbox::server::{Sandbox, SandboxOptions, private_dir, shell_exports};
@@ -35,8 +36,9 @@ enum Command {
         /// Start without the demo releases.
         #[arg(long)]
         empty: bool,
-        /// How the demo OpenBao stores its data: file or raft.
-        #[arg(long, default_value = "file")]
+        /// How the demo OpenBao stores its data: raft (integrated storage,
+        /// snapshots work) or file.
+        #[arg(long, default_value = "raft")]
         openbao_storage: OpenBaoStorage,
         /// Milliseconds from a pod's start until it is Ready.
         #[arg(long, default_value_t = 500)]
@@ -116,6 +118,19 @@ fn state_file(dir: &Path) -> PathBuf {
 struct StateFile {
     pid: u32,
     url: String,
+    /// False while the demo releases are still being installed.
+    #[serde(default = "yes")]
+    ready: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn write_state(dir: &Path, state: &StateFile) -> Result<()> {
+    let p = state_file(dir);
+    std::fs::write(&p, serde_json::to_vec(state)?)
+        .with_context(|| format!("writing {}", p.display()))
 }
 
 fn read_state(dir: &Path) -> Result<StateFile> {
@@ -155,7 +170,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             if detach {
-                return up_detached(&dir);
+                return up_detached(&dir, empty);
             }
             let sb = Sandbox::start(SandboxOptions {
                 dir: Some(dir.clone()),
@@ -163,13 +178,38 @@ fn run(cli: Cli) -> Result<()> {
                 pod_ready_delay: Duration::from_millis(pod_ready_delay),
                 empty,
                 openbao_storage,
+                runtimes: demo::real_runtimes(openbao_storage.into()),
                 ..SandboxOptions::default()
             })?;
-            let state = StateFile {
+            let mut state = StateFile {
                 pid: std::process::id(),
                 url: sb.url().to_string(),
+                ready: empty,
             };
-            std::fs::write(state_file(&dir), serde_json::to_vec(&state)?)?;
+            write_state(&dir, &state)?;
+            if !empty {
+                eprintln!(
+                    "kleidia-sandbox: API serving at {}; installing the demo releases {} (1.0.0)",
+                    sb.url(),
+                    demo::RELEASES.join(", ")
+                );
+                let started = Instant::now();
+                if let Err(e) = demo::install_demo_unless_empty(&sb) {
+                    sb.shutdown();
+                    let _ = std::fs::remove_file(state_file(&dir));
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "the sandbox in {} stopped: the demo did not install; run `kleidia-sandbox up --dir {} --empty` to start without it",
+                        dir.display(),
+                        dir.display()
+                    )));
+                }
+                eprintln!(
+                    "kleidia-sandbox: demo installed and ready in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                state.ready = true;
+                write_state(&dir, &state)?;
+            }
             print!("{}", shell_exports(&dir, venv_bin().as_deref()));
             eprintln!(
                 "kleidia-sandbox: serving {} (stop with Ctrl-C or `kleidia-sandbox down --dir {}`)",
@@ -300,7 +340,13 @@ fn alive(pid: u32) -> bool {
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }
 
-fn up_detached(dir: &Path) -> Result<()> {
+/// How long `up --detach` waits for the API to answer.
+const API_READY_LIMIT: Duration = Duration::from_secs(15);
+/// How long `up --detach` waits for the demo releases (helm waits up to
+/// 5 minutes for each).
+const DEMO_READY_LIMIT: Duration = Duration::from_secs(16 * 60);
+
+fn up_detached(dir: &Path, empty: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
     let args: Vec<String> = std::env::args()
@@ -329,30 +375,45 @@ fn up_detached(dir: &Path) -> Result<()> {
     let mut child = cmd.spawn().context("starting the background sandbox")?;
     let pid = child.id();
     let start = Instant::now();
+    let mut api_ready = false;
     loop {
         if let Some(status) = child.try_wait()? {
             bail!(
-                "the background sandbox exited ({status}) before it was ready; see {}",
+                "the background sandbox exited ({status}) before it was ready{}; see {} for why",
+                if api_ready && !empty {
+                    " (while installing the demo releases)"
+                } else {
+                    ""
+                },
                 log.display()
             );
         }
         if let Ok(s) = read_state(dir)
             && s.pid == pid
         {
-            let port = s.url.rsplit(':').next().unwrap_or("0");
-            if std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok() {
+            if !api_ready {
+                let port = s.url.rsplit(':').next().unwrap_or("0");
+                api_ready = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok();
+            }
+            if api_ready && s.ready {
                 break;
             }
         }
-        if start.elapsed() > Duration::from_secs(15) {
+        let (limit, what) = if api_ready {
+            (DEMO_READY_LIMIT, "its demo releases were not installed")
+        } else {
+            (API_READY_LIMIT, "its API did not answer")
+        };
+        if start.elapsed() > limit {
             // SAFETY: plain signal to the child we started.
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
             bail!(
-                "the background sandbox was not ready within 15 s; see {}",
+                "the background sandbox was stopped: {what} within {} s; see {}",
+                limit.as_secs(),
                 log.display()
             );
         }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(Duration::from_millis(if api_ready { 200 } else { 25 }));
     }
     print!("{}", shell_exports(dir, venv_bin().as_deref()));
     Ok(())

@@ -450,7 +450,12 @@ pub fn root_token_at(container_root: &Path) -> Option<String> {
 
 /// Where [`root_token`] is kept (a 0600 file).
 pub fn root_token_path(c: &ContainerRef) -> PathBuf {
-    state_dir(c).join("root-token")
+    root_token_file_at(&c.root)
+}
+
+/// [`root_token_path`] from a container's root folder.
+pub fn root_token_file_at(container_root: &Path) -> PathBuf {
+    container_root.join(STATE_DIR).join("root-token")
 }
 
 const STATE_DIR: &str = ".sandbox-openbao";

@@ -432,23 +432,60 @@ pub fn shell_exports(dir: &Path, venv_bin: Option<&Path>) -> String {
         "export KUBECONFIG={}\n",
         shell_quote(&dir.join("kubeconfig").display().to_string())
     );
+    // The workspace tools first: the sandbox's helm from `sandbox/helm`,
+    // real kubectl and bao from `.venv/bin`.
+    let helm = crate::demo::helm_command().ok();
+    let mut path: Vec<String> = Vec::new();
+    if let Some(helm_dir) = helm.as_deref().and_then(Path::parent) {
+        path.push(shell_quote(&helm_dir.display().to_string()));
+    }
     if let Some(bin) = venv_bin.filter(|b| b.is_dir()) {
+        path.push(shell_quote(&bin.display().to_string()));
+    }
+    if !path.is_empty() {
+        out.push_str(&format!("export PATH={}:\"$PATH\"\n", path.join(":")));
+    }
+    if let Some(helm) = &helm {
         out.push_str(&format!(
-            "export PATH={}:\"$PATH\"\n",
-            shell_quote(&bin.display().to_string())
+            "export HELM_BIN={}\n",
+            shell_quote(&helm.display().to_string())
         ));
     }
     for (k, v) in extra_env(dir) {
         out.push_str(&format!("export {k}={}\n", shell_quote(&v)));
     }
+    // The OpenBao root token stays in its 0600 file: the line reads it when
+    // the shell evaluates it, so the secret itself is never printed.
+    let token_file = openbao_root_token_file(dir);
+    if token_file.is_file() {
+        out.push_str(&format!(
+            "export BAO_TOKEN=\"$(cat {})\"\n",
+            shell_quote_always(&token_file.display().to_string())
+        ));
+    }
     out
 }
 
-/// More environment for `up`/`env` output (e.g. `HELM_BIN` once the helm
-/// command exists).
+/// Where the demo OpenBao (`kleidia-platform-openbao-0` in namespace
+/// `kleidia`) of a sandbox in `dir` keeps its root token (a 0600 file).
+pub fn openbao_root_token_file(dir: &Path) -> PathBuf {
+    crate::runtimes::openbao::root_token_file_at(
+        &dir.join("containers")
+            .join(crate::demo::NAMESPACE)
+            .join("kleidia-platform-openbao-0")
+            .join("openbao")
+            .join("root"),
+    )
+}
+
+/// More environment for `up`/`env` output.
 pub fn extra_env(dir: &Path) -> Vec<(String, String)> {
     let _ = dir;
     Vec::new()
+}
+
+fn shell_quote_always(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 fn shell_quote(s: &str) -> String {
