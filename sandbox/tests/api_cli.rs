@@ -132,3 +132,197 @@ fn up_detached_env_fault_and_down() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no sandbox is running"));
 }
+
+/// Stops a detached sandbox even when the test fails half-way.
+struct Down(String);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = bin().args(["down", "--dir", &self.0]).output();
+    }
+}
+
+/// Processes whose command line names `needle` (the sandbox folder: the
+/// sandbox itself, its PostgreSQL and OpenBao servers, the backend).
+fn processes_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
+}
+
+/// `up --detach` installs the demo; the shell that evaluates `env` runs the
+/// runbook's tools (real kubectl, the sandbox's helm through $HELM_BIN,
+/// OpenBao with $BAO_TOKEN) against it; `down` leaves no process behind;
+/// the OpenBao root token never reaches the output or the log.
+#[test]
+fn up_installs_the_demo_and_env_drives_the_real_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("sb");
+    let ds = d.to_str().unwrap().to_string();
+    let guard = Down(ds.clone());
+    let up = bin()
+        .args(["up", "--dir", &ds, "--detach"])
+        .output()
+        .unwrap();
+    let up_err = String::from_utf8_lossy(&up.stderr).to_string();
+    assert!(up.status.success(), "up --detach failed: {up_err}");
+    let exports = String::from_utf8(up.stdout).unwrap();
+    let d = d.canonicalize().unwrap();
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .canonicalize()
+        .unwrap();
+    let helm = workspace.join("sandbox/helm/helm");
+    assert!(
+        exports.contains(&format!("export HELM_BIN={}\n", helm.display())),
+        "{exports}"
+    );
+    let token_file = kleidia_sandbox::server::openbao_root_token_file(&d);
+    assert!(
+        exports.contains(&format!(
+            "export BAO_TOKEN=\"$(cat '{}')\"\n",
+            token_file.display()
+        )),
+        "{exports}"
+    );
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{} is private", token_file.display());
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!token.is_empty());
+
+    let env = bin().args(["env", "--dir", &ds]).output().unwrap();
+    assert!(
+        env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&env.stderr)
+    );
+    assert_eq!(String::from_utf8(env.stdout.clone()).unwrap(), exports);
+
+    // One shell: evaluate the exports, then the runbook's commands. Each
+    // result goes to its own file so stdout stays free of data.
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let script = r#"
+set -euo pipefail
+eval "$(cat "$OUT/env")"
+test "$(command -v kubectl)" = "$VENV_BIN/kubectl"
+test "$(command -v helm)" = "$HELM_BIN"
+test -n "$BAO_TOKEN"
+kubectl exec -n kleidia kleidia-platform-openbao-0 -- vault status > "$OUT/status"
+kubectl exec -n kleidia kleidia-platform-openbao-0 -- env BAO_TOKEN="$BAO_TOKEN" bao token lookup -format=json > "$OUT/lookup"
+kubectl exec -i -n kleidia kleidia-data-postgres-cluster-0 -- pg_dumpall -U yubiuser > "$OUT/dump.sql" < /dev/null
+"$HELM_BIN" list -n kleidia -o json > "$OUT/releases.json"
+"#;
+    std::fs::write(out_dir.join("env"), &env.stdout).unwrap();
+    let run = Command::new("bash")
+        .args(["-c", script])
+        .env("OUT", &out_dir)
+        .env("VENV_BIN", workspace.join(".venv/bin"))
+        .env("HOME", dir.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("BAO_TOKEN")
+        .env_remove("HELM_BIN")
+        .output()
+        .unwrap();
+    let run_out = String::from_utf8_lossy(&run.stdout).to_string();
+    let run_err = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "the runbook shell failed: {run_err}");
+
+    let read = |name: &str| std::fs::read_to_string(out_dir.join(name)).unwrap();
+    let status = read("status");
+    assert!(
+        status.contains("Initialized") && status.contains("true"),
+        "{status}"
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Sealed") && l.trim_end().ends_with("false")),
+        "{status}"
+    );
+    let lookup: serde_json::Value = serde_json::from_str(&read("lookup")).unwrap();
+    assert!(
+        lookup["data"]["policies"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p == "root")),
+        "$BAO_TOKEN is the root token"
+    );
+    let dump = read("dump.sql");
+    assert!(dump.contains("PostgreSQL database cluster dump"), "{dump}");
+    assert!(dump.contains("CREATE DATABASE kleidia"), "{dump}");
+    let releases: serde_json::Value = serde_json::from_str(&read("releases.json")).unwrap();
+    let mut names: Vec<(String, String)> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("kleidia-data".to_string(), "deployed".to_string()),
+            ("kleidia-platform".to_string(), "deployed".to_string()),
+            ("kleidia-services".to_string(), "deployed".to_string()),
+        ]
+    );
+
+    let down = bin().args(["down", "--dir", &ds]).output().unwrap();
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    drop(guard);
+    // `down` waits for the sandbox; its servers get a moment to exit.
+    let needle = d.display().to_string();
+    let mut left = processes_naming(&needle);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = processes_naming(&needle);
+    }
+    assert!(left.is_empty(), "processes outlived `down`: {left:#?}");
+
+    let log = std::fs::read_to_string(d.join("sandbox.log")).unwrap();
+    for (what, text) in [
+        ("up stdout", exports.as_str()),
+        ("up stderr", up_err.as_str()),
+        ("env stderr", &String::from_utf8_lossy(&env.stderr)),
+        ("shell stdout", run_out.as_str()),
+        ("shell stderr", run_err.as_str()),
+        ("down stderr", &String::from_utf8_lossy(&down.stderr)),
+        ("sandbox.log", log.as_str()),
+    ] {
+        assert!(
+            !text.contains(&token),
+            "the OpenBao root token leaked into {what}"
+        );
+    }
+}
