@@ -139,19 +139,25 @@ fn sha256(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// Running backend pods that are not being deleted.
 fn backend_pods(k: &Kubectl) -> Vec<String> {
-    k.ok(&[
+    let list: serde_json::Value = serde_json::from_str(&k.ok(&[
         "get",
         "pods",
         "-l",
         "app.kubernetes.io/name=backend",
         "--field-selector=status.phase=Running",
         "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ])
-    .split_whitespace()
-    .map(str::to_string)
-    .collect()
+        "json",
+    ]))
+    .unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]

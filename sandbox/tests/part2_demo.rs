@@ -148,14 +148,36 @@ fn install_demo_brings_up_the_three_releases_with_real_software() {
         ],
     );
     let snap = std::fs::read(&local).expect("snapshot copied out");
-    let mut names: Vec<String> = tar::Archive::new(flate2::read::GzDecoder::new(&snap[..]))
+    let mut files = std::collections::BTreeMap::new();
+    for entry in tar::Archive::new(flate2::read::GzDecoder::new(&snap[..]))
         .entries()
         .unwrap()
-        .map(|e| e.unwrap().path().unwrap().display().to_string())
-        .collect();
-    names.sort();
+    {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        files.insert(name, data);
+    }
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
     assert_eq!(
         names,
         ["SHA256SUMS", "SHA256SUMS.sealed", "meta.json", "state.bin"]
     );
+    // The copied snapshot is whole: SHA256SUMS matches its files.
+    let sums = String::from_utf8(files["SHA256SUMS"].clone()).unwrap();
+    let mut checked = Vec::new();
+    for line in sums.lines() {
+        let (sum, name) = line.split_once(char::is_whitespace).unwrap();
+        let name = name.trim_start().trim_start_matches('*');
+        use sha2::Digest;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&files[name])),
+            sum,
+            "checksum of {name} in the copied snapshot"
+        );
+        checked.push(name.to_string());
+    }
+    checked.sort();
+    assert_eq!(checked, ["meta.json", "state.bin"], "{sums}");
 }

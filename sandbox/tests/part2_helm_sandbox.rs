@@ -223,6 +223,43 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
         "{names:?}"
     );
 
+    // The backend's health through the service proxy, and which backend
+    // pods answer it, before the upgrade.
+    let health = |env: &Env| -> Value {
+        serde_json::from_str(&env.kubectl(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/kleidia/services/kleidia-services-backend:http/proxy/api/health",
+        ]))
+        .unwrap()
+    };
+    // Backend pods that are not on their way out.
+    let backend_pods = |env: &Env| -> Vec<String> {
+        let pods = env.kubectl_json(&[
+            "get",
+            "pods",
+            "-n",
+            "kleidia",
+            "-l",
+            "app.kubernetes.io/name=backend",
+        ]);
+        let mut pods: Vec<String> = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        pods.sort();
+        pods
+    };
+    assert_eq!(health(&env)["version"], "1.0.0");
+    let pods_before = backend_pods(&env);
+    assert!(
+        !pods_before.is_empty(),
+        "backend pods run before the upgrade"
+    );
+
     // Upgrade services to 1.1.0 with a user value; the pre-upgrade hook
     // migrates the real database.
     let out = env.helm_ok(&[
@@ -244,6 +281,15 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
         "{out}"
     );
     assert!(out.contains("REVISION: 2"), "{out}");
+    // The pods rolled: none of the 1.0.0 backends is left, and the health
+    // endpoint answers with the new version.
+    let pods_after = backend_pods(&env);
+    assert!(!pods_after.is_empty(), "backend pods run after the upgrade");
+    assert!(
+        pods_after.iter().all(|p| !pods_before.contains(p)),
+        "the upgrade replaced the backend pods: before {pods_before:?}, after {pods_after:?}"
+    );
+    assert_eq!(health(&env)["version"], "1.1.0");
     let values: Value = serde_json::from_str(&env.helm_ok(&[
         "get",
         "values",

@@ -128,6 +128,13 @@ async fn run_session(
                 return None;
             }
         }
+        // A session cancelled first (exec-kill fault, vanished client) ends
+        // without a close frame: a normal close would tell the client the
+        // command ended well. Cancelling happens before the last frame
+        // sender is dropped, so this check sees it.
+        if writer_cancel.is_cancelled() {
+            return None;
+        }
         let _ = sink.send(ws::normal_close()).await;
         let _ = sink.flush().await;
         Some(sink)
@@ -241,8 +248,8 @@ async fn run_session(
         // Fault injection or a vanished client: drop the connection without
         // a status, as a dying node or a cut network would.
         cancel.cancel();
-        drop(frame_tx);
         writer.abort();
+        drop(frame_tx);
         reader.abort();
         return;
     }
