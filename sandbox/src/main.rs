@@ -187,6 +187,12 @@ fn run(cli: Cli) -> Result<()> {
                 ready: empty,
             };
             write_state(&dir, &state)?;
+            // Ctrl-C or SIGTERM stop the sandbox (and its servers) cleanly,
+            // also while the demo is still installing.
+            let mut stop = {
+                let _rt = sb.handle().enter();
+                StopSignals::new()?
+            };
             if !empty {
                 eprintln!(
                     "kleidia-sandbox: API serving at {}; installing the demo releases {} (1.0.0)",
@@ -194,14 +200,33 @@ fn run(cli: Cli) -> Result<()> {
                     demo::RELEASES.join(", ")
                 );
                 let started = Instant::now();
-                if let Err(e) = demo::install_demo_unless_empty(&sb) {
-                    sb.shutdown();
-                    let _ = std::fs::remove_file(state_file(&dir));
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "the sandbox in {} stopped: the demo did not install; run `kleidia-sandbox up --dir {} --empty` to start without it",
-                        dir.display(),
-                        dir.display()
-                    )));
+                let kubeconfig = sb.kubeconfig_path().to_path_buf();
+                let charts = demo::charts_dir("1.0.0");
+                let installed = sb.handle().block_on(async {
+                    tokio::select! {
+                        r = demo::install_demo(&kubeconfig, &charts) => Some(r),
+                        _ = stop.recv() => None,
+                    }
+                });
+                match installed {
+                    None => {
+                        sb.shutdown();
+                        let _ = std::fs::remove_file(state_file(&dir));
+                        eprintln!(
+                            "kleidia-sandbox: stopped before the demo releases were installed"
+                        );
+                        return Ok(());
+                    }
+                    Some(Err(e)) => {
+                        sb.shutdown();
+                        let _ = std::fs::remove_file(state_file(&dir));
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "the sandbox in {} stopped: the demo did not install; run `kleidia-sandbox up --dir {} --empty` to start without it",
+                            dir.display(),
+                            dir.display()
+                        )));
+                    }
+                    Some(Ok(())) => {}
                 }
                 eprintln!(
                     "kleidia-sandbox: demo installed and ready in {:.1} s",
@@ -216,16 +241,7 @@ fn run(cli: Cli) -> Result<()> {
                 sb.url(),
                 dir.display()
             );
-            sb.handle().block_on(async {
-                use tokio::signal::unix::{SignalKind, signal};
-                let mut term = signal(SignalKind::terminate())?;
-                let mut int = signal(SignalKind::interrupt())?;
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                Ok::<_, std::io::Error>(())
-            })?;
+            sb.handle().block_on(stop.recv());
             sb.shutdown();
             let _ = std::fs::remove_file(state_file(&dir));
             Ok(())
@@ -333,6 +349,30 @@ fn admin_request_method(
         );
     }
     Ok(reply.json())
+}
+
+/// SIGTERM and SIGINT, registered once so none is missed between phases.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Call inside the sandbox's runtime context.
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 fn alive(pid: u32) -> bool {
