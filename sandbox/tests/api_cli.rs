@@ -167,8 +167,10 @@ fn processes_naming(needle: &str) -> Vec<String> {
 
 /// `up --detach` installs the demo; the shell that evaluates `env` runs the
 /// runbook's tools (real kubectl, the sandbox's helm through $HELM_BIN,
-/// OpenBao with $BAO_TOKEN) against it; `down` leaves no process behind;
-/// the OpenBao root token never reaches the output or the log.
+/// OpenBao with $BAO_TOKEN) against it: vault status, pg_dumpall, helm
+/// list, rows kept across a pod restart; `down` leaves
+/// no process behind; the OpenBao root token never reaches the output or
+/// the log.
 #[test]
 fn up_installs_the_demo_and_env_drives_the_real_tools() {
     let dir = tempfile::tempdir().unwrap();
@@ -229,8 +231,16 @@ test "$(command -v helm)" = "$HELM_BIN"
 test -n "$BAO_TOKEN"
 kubectl exec -n kleidia kleidia-platform-openbao-0 -- vault status > "$OUT/status"
 kubectl exec -n kleidia kleidia-platform-openbao-0 -- env BAO_TOKEN="$BAO_TOKEN" bao token lookup -format=json > "$OUT/lookup"
-kubectl exec -i -n kleidia kleidia-data-postgres-cluster-0 -- pg_dumpall -U yubiuser > "$OUT/dump.sql" < /dev/null
+db=kleidia-data-postgres-cluster-0
+kubectl exec -n kleidia "$db" -- psql -U yubiuser -d kleidia -v ON_ERROR_STOP=1 \
+  -c "CREATE TABLE restart_check (v text)" -c "INSERT INTO restart_check VALUES ('written-before')" > /dev/null
+kubectl exec -i -n kleidia "$db" -- pg_dumpall -U yubiuser > "$OUT/dump.sql" < /dev/null
 "$HELM_BIN" list -n kleidia -o json > "$OUT/releases.json"
+# Rows written before a pod restart are there after it.
+kubectl delete pod -n kleidia "$db" > /dev/null
+until kubectl get pod -n kleidia "$db" > /dev/null 2>&1; do sleep 0.2; done
+kubectl wait -n kleidia --for=condition=Ready "pod/$db" --timeout=120s > /dev/null
+kubectl exec -n kleidia "$db" -- psql -U yubiuser -d kleidia -tAc "SELECT v FROM restart_check" > "$OUT/after-restart"
 "#;
     std::fs::write(out_dir.join("env"), &env.stdout).unwrap();
     let run = Command::new("bash")
@@ -269,6 +279,11 @@ kubectl exec -i -n kleidia kleidia-data-postgres-cluster-0 -- pg_dumpall -U yubi
     let dump = read("dump.sql");
     assert!(dump.contains("PostgreSQL database cluster dump"), "{dump}");
     assert!(dump.contains("CREATE DATABASE kleidia"), "{dump}");
+    assert_eq!(
+        read("after-restart").trim(),
+        "written-before",
+        "the row survives the PostgreSQL pod's restart"
+    );
     let releases: serde_json::Value = serde_json::from_str(&read("releases.json")).unwrap();
     let mut names: Vec<(String, String)> = releases
         .as_array()
