@@ -167,8 +167,9 @@ fn processes_naming(needle: &str) -> Vec<String> {
 
 /// `up --detach` installs the demo; the shell that evaluates `env` runs the
 /// runbook's tools (real kubectl, the sandbox's helm through $HELM_BIN,
-/// OpenBao with $BAO_TOKEN) against it: vault status, pg_dumpall, helm
-/// list, rows kept across a pod restart; `down` leaves
+/// OpenBao with $BAO_TOKEN) against it: vault status, pg_dumpall restored
+/// into an empty PostgreSQL, helm list, rows kept across a pod restart;
+/// `down` leaves
 /// no process behind; the OpenBao root token never reaches the output or
 /// the log.
 #[test]
@@ -236,6 +237,12 @@ kubectl exec -n kleidia "$db" -- psql -U yubiuser -d kleidia -v ON_ERROR_STOP=1 
   -c "CREATE TABLE restart_check (v text)" -c "INSERT INTO restart_check VALUES ('written-before')" > /dev/null
 kubectl exec -i -n kleidia "$db" -- pg_dumpall -U yubiuser > "$OUT/dump.sql" < /dev/null
 "$HELM_BIN" list -n kleidia -o json > "$OUT/releases.json"
+# The dump restores into an empty PostgreSQL.
+kubectl run restore-pg -n kleidia --image=postgres:15 --restart=Never \
+  --env=POSTGRES_PASSWORD=restore-only > /dev/null
+kubectl wait -n kleidia --for=condition=Ready pod/restore-pg --timeout=120s > /dev/null
+kubectl exec -i -n kleidia restore-pg -- psql -q -U postgres -d postgres -f - < "$OUT/dump.sql" > /dev/null 2> "$OUT/restore.err"
+kubectl exec -n kleidia restore-pg -- psql -U postgres -d kleidia -tAc "SELECT v FROM restart_check" > "$OUT/restored"
 # Rows written before a pod restart are there after it.
 kubectl delete pod -n kleidia "$db" > /dev/null
 until kubectl get pod -n kleidia "$db" > /dev/null 2>&1; do sleep 0.2; done
@@ -279,6 +286,12 @@ kubectl exec -n kleidia "$db" -- psql -U yubiuser -d kleidia -tAc "SELECT v FROM
     let dump = read("dump.sql");
     assert!(dump.contains("PostgreSQL database cluster dump"), "{dump}");
     assert!(dump.contains("CREATE DATABASE kleidia"), "{dump}");
+    assert_eq!(
+        read("restored").trim(),
+        "written-before",
+        "the dump restored into an empty PostgreSQL; psql said: {}",
+        read("restore.err")
+    );
     assert_eq!(
         read("after-restart").trim(),
         "written-before",

@@ -1043,7 +1043,10 @@ impl ContainerDriver {
         }
         let run_to_completion = self.restart_policy != "Always";
         if command.is_empty() || !(run_to_completion || self.rt.name() == "shell") {
-            if run_to_completion && command.is_empty() {
+            // A bare shell image without a command has nothing to run; a
+            // server image's entrypoint (PostgreSQL, OpenBao, the backend)
+            // serves until stopped, whatever the restart policy.
+            if run_to_completion && command.is_empty() && self.rt.name() == "shell" {
                 return 0;
             }
             futures::future::pending::<()>().await;
