@@ -112,7 +112,7 @@ pub enum Command {
     /// Check that the deployment is healthy and ready to be upgraded.
     Preflight,
     /// Back up PostgreSQL, OpenBao and the releases' values into one bundle.
-    Backup(PassThroughArgs),
+    Backup(Box<crate::commands::backup::BackupArgs>),
     /// Upgrade platform, then data, then services, gated on health, with a
     /// backup first and automatic rollback.
     Upgrade(PassThroughArgs),
