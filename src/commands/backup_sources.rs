@@ -6,6 +6,10 @@
 //! component, so `--components values` needs no pod at all.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use age::secrecy::SecretString;
 use base64::Engine;
@@ -14,7 +18,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::ListParams;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::backup::create::{
     BackupSources, ClusterFacts, ReleaseSnapshot, SourceError, SourceStream,
@@ -247,6 +251,66 @@ fn bao_error(e: OpenBaoError) -> SourceError {
     SourceError::new(e.to_string())
 }
 
+/// How long a stream may deliver nothing before the backup gives up, unless
+/// `--request-timeout` says otherwise: a cut connection that the network
+/// never reports must not hang the backup.
+pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// A reader that fails once no byte arrived for `limit`.
+struct StallGuard<R> {
+    inner: R,
+    limit: Duration,
+    what: String,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<R> StallGuard<R> {
+    fn new(inner: R, limit: Duration, what: String) -> Self {
+        StallGuard {
+            inner,
+            limit,
+            what,
+            timer: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for StallGuard<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                let deadline = tokio::time::Instant::now() + this.limit;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(r)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{} delivered nothing for {:?}; the connection through the API server is probably cut (raise --request-timeout if the source is just slow)",
+                        this.what, this.limit
+                    ),
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl ClusterSources<'_> {
+    fn stall_limit(&self) -> Duration {
+        match self.target.settings.request_timeout {
+            Some(t) if !t.is_zero() => t,
+            _ => DEFAULT_STALL_LIMIT,
+        }
+    }
+}
+
 /// A streamed exec whose end is judged by its exit status.
 async fn exec_stream(
     sources: &ClusterSources<'_>,
@@ -267,6 +331,11 @@ async fn exec_stream(
     .await
     .map_err(cluster_error)?;
     let (stdout, outcome) = exec.into_parts();
+    let stdout = StallGuard::new(
+        stdout,
+        sources.stall_limit(),
+        format!("`{}` in pod {}/{pod}", command.join(" "), sources.ns()),
+    );
     let ns = sources.ns().to_owned();
     let pod = pod.to_owned();
     let what = what.to_owned();
@@ -371,7 +440,12 @@ impl BackupSources for ClusterSources<'_> {
             let body = raft_snapshot(conn, "localhost", token)
                 .await
                 .map_err(bao_error)?;
-            Ok(SourceStream::from_reader(body))
+            let what = format!("the raft snapshot from pod {}/{}", self.ns(), bao.pod);
+            Ok(SourceStream::from_reader(StallGuard::new(
+                body,
+                self.stall_limit(),
+                what,
+            )))
         }
         .boxed()
     }
