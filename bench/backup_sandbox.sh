@@ -40,11 +40,31 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "starting the sandbox with the demo releases..." >&2
-"$SANDBOX" up --dir "$work/sb" --detach >/dev/null
+# The runtimes find bao (OpenBao) and helm's Python in .venv.
+export PATH="$pgbin:$PWD/.venv/bin:$PATH"
+echo "starting the sandbox with the demo data release..." >&2
+"$SANDBOX" up --dir "$work/sb" --detach --empty >/dev/null
 export KUBECONFIG="$work/sb/kubeconfig"
 ns=kleidia
+# The demo data release (all `--components data` needs), installed by the
+# sandbox's real Helm engine.
+for r in kleidia-data; do
+  sandbox/helm/helm install "$r" "sandbox/charts/1.0.0/$r" -n "$ns" --create-namespace --wait --timeout 180s >/dev/null
+done
 pod=kleidia-data-postgres-cluster-0
+# `up --detach` may return before the demo's pods are ready.
+for _ in $(seq 1 120); do
+  if "$KUBECTL" get pod -n "$ns" "$pod" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True; then
+    break
+  fi
+  sleep 1
+done
+"$KUBECTL" get pod -n "$ns" "$pod" >/dev/null || {
+  echo "backup_sandbox: $pod never appeared; sandbox files:" >&2
+  ls -R "$work/sb" | head -40 >&2
+  tail -20 "$work"/sb/*.log 2>/dev/null >&2 || true
+  exit 1
+}
 kx() { "$KUBECTL" exec -n "$ns" "$pod" -c postgres -- "$@"; }
 
 # ~300 bytes of dump per row.

@@ -236,6 +236,45 @@ mod tests {
     }
 
     #[test]
+    fn backup_defaults_to_create_and_takes_its_subcommands() {
+        use crate::commands::backup::BackupCommand;
+        let cli = parse(
+            Flavor::Kubectl,
+            &[
+                "backup",
+                "--components",
+                "data",
+                "--dir",
+                "/b",
+                "-o",
+                "json",
+            ],
+        )
+        .unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Command::Backup(args) = cli.command else {
+            panic!("not backup")
+        };
+        match args.action() {
+            BackupCommand::Create(c) => {
+                assert_eq!(c.dir, PathBuf::from("/b"));
+                assert_eq!(c.components.len(), 1);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = parse(
+            Flavor::Helm,
+            &["backup", "verify", "/b/x", "--restore-test"],
+        )
+        .unwrap();
+        let Command::Backup(args) = cli.command else {
+            panic!("not backup")
+        };
+        assert!(!crate::commands::backup::needs_cluster(&args));
+        assert!(matches!(args.action(), BackupCommand::Verify(v) if v.restore_test));
+    }
+
+    #[test]
     fn unknown_output_format_is_a_usage_error() {
         let err = parse(Flavor::Kubectl, &["versions", "-o", "xml"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
