@@ -32,7 +32,7 @@ pub fn main(flavor: Flavor) -> ExitCode {
     }
     if matches!(
         cli.command,
-        Command::Preflight | Command::Backup(_) | Command::Upgrade(_) | Command::Rollback(_)
+        Command::Preflight | Command::Upgrade(_) | Command::Rollback(_)
     ) {
         // Say so before touching the cluster: nothing would be done anyway.
         let err = Error::NotImplemented {
@@ -52,7 +52,16 @@ pub fn main(flavor: Flavor) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(flavor, &cli, Environment::capture())) {
+    let work = async {
+        match &cli.command {
+            // list, verify and prune read only local files: no cluster.
+            Command::Backup(args) if !crate::commands::backup::needs_cluster(args) => {
+                crate::commands::backup::run_offline(args, cli.global.output).await
+            }
+            _ => run(flavor, &cli, Environment::capture()).await,
+        }
+    };
+    match runtime.block_on(work) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             print_error(&e.to_string());

@@ -112,7 +112,7 @@ pub enum Command {
     /// Check that the deployment is healthy and ready to be upgraded.
     Preflight,
     /// Back up PostgreSQL, OpenBao and the releases' values into one bundle.
-    Backup(PassThroughArgs),
+    Backup(Box<crate::commands::backup::BackupArgs>),
     /// Upgrade platform, then data, then services, gated on health, with a
     /// backup first and automatic rollback.
     Upgrade(PassThroughArgs),
@@ -233,6 +233,45 @@ mod tests {
     fn helm_style_kube_context_flag_is_an_alias() {
         let cli = parse(Flavor::Helm, &["--kube-context", "edge", "versions"]).unwrap();
         assert_eq!(cli.global.context.as_deref(), Some("edge"));
+    }
+
+    #[test]
+    fn backup_defaults_to_create_and_takes_its_subcommands() {
+        use crate::commands::backup::BackupCommand;
+        let cli = parse(
+            Flavor::Kubectl,
+            &[
+                "backup",
+                "--components",
+                "data",
+                "--dir",
+                "/b",
+                "-o",
+                "json",
+            ],
+        )
+        .unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Command::Backup(args) = cli.command else {
+            panic!("not backup")
+        };
+        match args.action() {
+            BackupCommand::Create(c) => {
+                assert_eq!(c.dir, PathBuf::from("/b"));
+                assert_eq!(c.components.len(), 1);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = parse(
+            Flavor::Helm,
+            &["backup", "verify", "/b/x", "--restore-test"],
+        )
+        .unwrap();
+        let Command::Backup(args) = cli.command else {
+            panic!("not backup")
+        };
+        assert!(!crate::commands::backup::needs_cluster(&args));
+        assert!(matches!(args.action(), BackupCommand::Verify(v) if v.restore_test));
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub enum Error {
         invocation: &'static str,
         command: &'static str,
     },
+    #[error(transparent)]
+    Backup(#[from] crate::backup::command::BackupCommandError),
     #[error("{what}: {reason}")]
     Usage { what: String, reason: String },
     #[error("cannot write the output: {0}")]

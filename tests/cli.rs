@@ -86,7 +86,7 @@ fn commands_not_built_yet_say_so_and_fail() {
         ("kubectl-kleidia", "kubectl kleidia"),
         ("helm-kleidia", "helm kleidia"),
     ] {
-        for cmd in ["preflight", "upgrade", "rollback", "backup"] {
+        for cmd in ["preflight", "upgrade", "rollback"] {
             bin(b)
                 .arg(cmd)
                 .assert()
@@ -97,6 +97,33 @@ fn commands_not_built_yet_say_so_and_fail() {
                 )));
         }
     }
+}
+
+#[test]
+fn backup_list_verify_and_prune_need_no_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin("kubectl-kleidia")
+        .args(["backup", "list", "--dir"])
+        .arg(dir.path())
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .assert()
+        .code(0);
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("no bundles"));
+    bin("helm-kleidia")
+        .args(["backup", "prune", "--keep", "2", "--dir"])
+        .arg(dir.path())
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .assert()
+        .code(0);
+    // A missing bundle is reported as such, not as an unreachable cluster.
+    bin("kubectl-kleidia")
+        .args(["backup", "verify"])
+        .arg(dir.path().join("nothing-here"))
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nothing-here"))
+        .stderr(predicate::str::contains("kubeconfig").not());
 }
 
 #[test]

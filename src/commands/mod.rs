@@ -2,6 +2,8 @@
 //! work only through the layers below (`topology`, `cluster`, `helm`,
 //! `probes`, `report`).
 
+pub mod backup;
+pub mod backup_sources;
 pub mod versions;
 
 use crate::cli::{Cli, Command, Flavor};
@@ -12,7 +14,8 @@ use crate::target::Target;
 pub async fn dispatch(flavor: Flavor, cli: &Cli, target: &Target) -> Result<u8, Error> {
     match &cli.command {
         Command::Versions(args) => versions::run(target, args).await,
-        Command::Preflight | Command::Backup(_) | Command::Upgrade(_) | Command::Rollback(_) => {
+        Command::Backup(args) => backup::run(target, args).await,
+        Command::Preflight | Command::Upgrade(_) | Command::Rollback(_) => {
             Err(Error::NotImplemented {
                 invocation: flavor.invocation(),
                 command: cli.command.name(),

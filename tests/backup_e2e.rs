@@ -1,0 +1,453 @@
+//! `kubectl-kleidia backup` end to end against the sandbox: the demo
+//! releases installed by the real Helm engine, real PostgreSQL and real
+//! OpenBao (raft storage) in the pods, the plugin binary as operators run it.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::{Cluster, json_of, kubectl, plugin};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NS: &str = "kleidia";
+const PG_POD: &str = "kleidia-data-postgres-cluster-0";
+const BAO_POD: &str = "kleidia-platform-openbao-0";
+
+fn install_demo(c: &Cluster) {
+    for r in ["kleidia-platform", "kleidia-data", "kleidia-services"] {
+        c.helm_install(NS, r, "1.0.0");
+    }
+}
+
+fn root_token(c: &Cluster) -> String {
+    let root = c
+        .sandbox
+        .shared()
+        .container_dir(NS, BAO_POD, "openbao")
+        .join("root");
+    kleidia_sandbox::runtimes::openbao::root_token_at(&root).unwrap_or_else(|| {
+        panic!(
+            "the sandbox kept no OpenBao root token under {}; see the container logs under {}",
+            root.display(),
+            root.parent().unwrap().join("logs").display()
+        )
+    })
+}
+
+/// One HTTP/1.0 exchange with OpenBao through the API server's port-forward.
+fn bao_http(c: &Cluster, method: &str, path: &str, token: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    c.block_on(async {
+        let mut conn = kleidia::cluster::portforward::PortForwardStream::open(
+            &c.client,
+            &kleidia::cluster::ApiEndpoint::default(),
+            NS,
+            BAO_POD,
+            8200,
+        )
+        .await
+        .expect("port-forward to OpenBao");
+        let head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: localhost\r\nX-Vault-Token: {token}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(body).await.unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.unwrap();
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP answer");
+        let status_line = String::from_utf8_lossy(&answer[..split]).to_string();
+        let code: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        (code, answer[split + 4..].to_vec())
+    })
+}
+
+fn write_secret(c: &Cluster, token: &str, value: &str) {
+    let body = serde_json::json!({ "value": value }).to_string();
+    let (code, answer) = bao_http(c, "PUT", "/v1/secret/backup-probe", token, body.as_bytes());
+    assert!(
+        code == 200 || code == 204,
+        "writing the secret: HTTP {code}: {}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+fn read_secret(c: &Cluster, token: &str) -> String {
+    let (code, answer) = bao_http(c, "GET", "/v1/secret/backup-probe", token, b"");
+    assert_eq!(
+        code,
+        200,
+        "reading the secret: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    v["data"]["value"].as_str().unwrap().to_owned()
+}
+
+fn psql(c: &Cluster, sql: &str) -> String {
+    let out = kubectl(
+        c.kubeconfig(),
+        &[
+            "exec", "-n", NS, PG_POD, "-c", "postgres", "--", "psql", "-U", "yubiuser", "-d",
+            "kleidia", "-Atc", sql,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "psql {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn backup(c: &Cluster) -> assert_cmd::Command {
+    let mut cmd = plugin("kubectl-kleidia");
+    cmd.env("KUBECONFIG", c.kubeconfig()).args(["-n", NS]);
+    cmd
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Every bundle folder under `dir` that has a manifest (complete-looking).
+fn complete_bundles(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("manifest.json").exists())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+#[test]
+fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
+    let c = Cluster::start();
+    install_demo(&c);
+    let token = root_token(&c);
+    let (code, answer) = bao_http(
+        &c,
+        "POST",
+        "/v1/sys/mounts/secret",
+        &token,
+        br#"{"type":"kv"}"#,
+    );
+    assert!(
+        code < 300,
+        "mounting kv: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    write_secret(&c, &token, "backed-up");
+    psql(
+        &c,
+        "CREATE TABLE backup_probe AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 2345) g",
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let out = backup(&c)
+        .args(["backup", "-o", "json", "--dir"])
+        .arg(&dir)
+        .env("BAO_TOKEN", &token)
+        .assert()
+        .success();
+    let created = json_of(&out);
+    let bundle = PathBuf::from(created["path"].as_str().unwrap());
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&bundle), 0o700);
+    let files: Vec<String> = created["manifest"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    for want in [
+        "postgres.sql.zst",
+        "openbao.snap",
+        "helm/kleidia-platform.values.yaml",
+        "helm/kleidia-data.json",
+        "helm/kleidia-services.json",
+    ] {
+        assert!(
+            files.iter().any(|f| f == want),
+            "{want} missing in {files:?}"
+        );
+    }
+    for f in &files {
+        assert_eq!(mode(&bundle.join(f)), 0o600, "{f}");
+    }
+    assert_eq!(mode(&bundle.join("manifest.json")), 0o600);
+    assert_eq!(created["manifest"]["openbao"]["storage"], "raft");
+    assert!(
+        !stderr_of(&out).contains(&token),
+        "the OpenBao token reached stderr"
+    );
+    let releases = created["manifest"]["releases"].as_array().unwrap();
+    let listed: Value = serde_json::from_str(&c.helm(&["list", "-n", NS, "-o", "json"])).unwrap();
+    for l in listed.as_array().unwrap() {
+        let r = releases
+            .iter()
+            .find(|r| r["name"] == l["name"])
+            .unwrap_or_else(|| panic!("release {} not recorded", l["name"]));
+        let text = |v: &Value| v.to_string().trim_matches('"').to_owned();
+        assert_eq!(text(&r["revision"]), text(&l["revision"]));
+    }
+
+    // The restore test counts the same rows as the live database.
+    let out = plugin("kubectl-kleidia")
+        .args(["backup", "verify", "--restore-test", "-o", "json"])
+        .arg(&bundle)
+        .assert()
+        .success();
+    let report = json_of(&out);
+    assert_eq!(report["ok"], true, "{report}");
+    let restored = &report["restoreTest"];
+    assert_eq!(restored["status"], "ok", "{restored}");
+    let db = restored["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "kleidia")
+        .expect("database kleidia restored");
+    let tables = db["tables"].as_array().unwrap();
+    assert!(
+        tables.iter().any(|t| t["table"] == "backup_probe"),
+        "{tables:?}"
+    );
+    for t in tables {
+        let name = format!(
+            "{}.{}",
+            t["schema"].as_str().unwrap(),
+            t["table"].as_str().unwrap()
+        );
+        let live = psql(&c, &format!("SELECT count(*) FROM {name}"));
+        assert_eq!(t["rows"].to_string(), live, "rows of {name}");
+    }
+
+    // The raft snapshot restores the backed-up secret.
+    write_secret(&c, &token, "changed-after-backup");
+    assert_eq!(read_secret(&c, &token), "changed-after-backup");
+    let snap = std::fs::read(bundle.join("openbao.snap")).unwrap();
+    let (code, answer) = bao_http(
+        &c,
+        "POST",
+        "/v1/sys/storage/raft/snapshot-force",
+        &token,
+        &snap,
+    );
+    assert!(
+        code < 300,
+        "restoring: HTTP {code}: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (code, answer) = bao_http(&c, "GET", "/v1/secret/backup-probe", &token, b"");
+        if code == 200 {
+            let v: Value = serde_json::from_slice(&answer).unwrap();
+            assert_eq!(v["data"]["value"], "backed-up");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "OpenBao did not serve the secret after the restore: HTTP {code}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    // Encrypted to an age X25519 recipient: verifies only with its identity.
+    let id = age::x25519::Identity::generate();
+    let other = age::x25519::Identity::generate();
+    use age::secrecy::ExposeSecret;
+    let id_file = tmp.path().join("id.txt");
+    let other_file = tmp.path().join("other.txt");
+    std::fs::write(&id_file, id.to_string().expose_secret()).unwrap();
+    std::fs::write(&other_file, other.to_string().expose_secret()).unwrap();
+    let enc_dir = tmp.path().join("enc");
+    let out = backup(&c)
+        .args(["backup", "--components", "data,values", "-o", "json"])
+        .arg("--encrypt-to")
+        .arg(id.to_public().to_string())
+        .arg("--dir")
+        .arg(&enc_dir)
+        .assert()
+        .success();
+    let enc = PathBuf::from(json_of(&out)["path"].as_str().unwrap());
+    assert!(enc.join("postgres.sql.zst.age").exists());
+    plugin("kubectl-kleidia")
+        .args(["backup", "verify", "--identity"])
+        .arg(&id_file)
+        .arg(&enc)
+        .assert()
+        .success();
+    let wrong = plugin("kubectl-kleidia")
+        .args(["backup", "verify", "--identity"])
+        .arg(&other_file)
+        .arg(&enc)
+        .assert()
+        .failure();
+    eprintln!("wrong identity: {}", stderr_of(&wrong));
+
+    // With a passphrase, and the unseal key (only allowed encrypted).
+    let pass_dir = tmp.path().join("pass");
+    let out = backup(&c)
+        .args(["backup", "--components", "platform", "--include-unseal-key"])
+        .args(["--passphrase-env", "BACKUP_PASS", "-o", "json", "--dir"])
+        .arg(&pass_dir)
+        .env("BACKUP_PASS", "correct horse battery staple")
+        .env("BAO_TOKEN", &token)
+        .assert()
+        .success();
+    let pass = PathBuf::from(json_of(&out)["path"].as_str().unwrap());
+    assert!(pass.join("openbao-unseal-key.json.age").exists());
+    plugin("kubectl-kleidia")
+        .args(["backup", "verify", "--passphrase-env", "BACKUP_PASS"])
+        .arg(&pass)
+        .env("BACKUP_PASS", "correct horse battery staple")
+        .assert()
+        .success();
+    plugin("kubectl-kleidia")
+        .args(["backup", "verify", "--passphrase-env", "BACKUP_PASS"])
+        .arg(&pass)
+        .env("BACKUP_PASS", "wrong passphrase")
+        .assert()
+        .failure();
+    // Unencrypted with the unseal key is refused before anything is read.
+    let refused = backup(&c)
+        .args(["backup", "--include-unseal-key", "--dir"])
+        .arg(tmp.path().join("clear"))
+        .assert()
+        .failure();
+    assert!(stderr_of(&refused).contains("--include-unseal-key"));
+    assert!(complete_bundles(&tmp.path().join("clear")).is_empty());
+
+    // list needs no cluster.
+    let out = plugin("kubectl-kleidia")
+        .args(["backup", "list", "-o", "json", "--dir"])
+        .arg(&dir)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .assert()
+        .success();
+    assert_eq!(json_of(&out).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
+    let c = Cluster::start();
+    install_demo(&c);
+    let token = root_token(&c);
+    psql(
+        &c,
+        "CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 8) AS v FROM generate_series(1, 20000) g",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The exec stream is cut in the middle of pg_dumpall.
+    c.sandbox.faults().set_exec_kill(PG_POD, Some(64 * 1024));
+    let dir = tmp.path().join("killed");
+    let a = backup(&c)
+        .args([
+            "backup",
+            "--request-timeout",
+            "10s",
+            "--components",
+            "data",
+            "--dir",
+        ])
+        .arg(&dir)
+        .assert()
+        .failure()
+        .code(1);
+    let err = stderr_of(&a);
+    eprintln!("exec killed: {err}");
+    assert!(err.contains("data backup failed"), "{err}");
+    assert!(err.contains("no bundle was created"), "{err}");
+    assert!(complete_bundles(&dir).is_empty());
+    c.sandbox.faults().set_exec_kill(PG_POD, None);
+
+    // The API fails every port-forward request.
+    c.sandbox
+        .faults()
+        .apply(&kleidia_sandbox::faults::FaultRequest {
+            error_rate: Some(1.0),
+            error_code: Some(500),
+            path_contains: Some("portforward".into()),
+            ..Default::default()
+        });
+    let dir = tmp.path().join("api");
+    let a = backup(&c)
+        .args(["backup", "--components", "platform", "--dir"])
+        .arg(&dir)
+        .env("BAO_TOKEN", &token)
+        .assert()
+        .failure()
+        .code(1);
+    let err = stderr_of(&a);
+    eprintln!("API errors: {err}");
+    assert!(err.contains("platform backup failed"), "{err}");
+    assert!(err.contains("portforward"), "{err}");
+    assert!(complete_bundles(&dir).is_empty());
+    c.sandbox.faults().clear();
+
+    // A token OpenBao refuses.
+    let dir = tmp.path().join("token");
+    let a = backup(&c)
+        .args(["backup", "--components", "platform", "--dir"])
+        .arg(&dir)
+        .env("BAO_TOKEN", "s.not-a-valid-token")
+        .assert()
+        .failure()
+        .code(1);
+    let err = stderr_of(&a);
+    eprintln!("wrong token: {err}");
+    assert!(err.contains("OpenBao refused the token"), "{err}");
+    assert!(
+        !err.contains("s.not-a-valid-token"),
+        "the token was printed"
+    );
+    assert!(complete_bundles(&dir).is_empty());
+
+    // No token at all.
+    let a = backup(&c)
+        .args(["backup", "--components", "platform", "--dir"])
+        .arg(tmp.path().join("none"))
+        .assert()
+        .failure();
+    assert!(stderr_of(&a).contains("BAO_TOKEN"), "{}", stderr_of(&a));
+
+    // The PostgreSQL pod named in the config file does not exist.
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "postgres:\n  pod: kleidia-data-postgres-cluster-9\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("missing");
+    let a = backup(&c)
+        .args(["backup", "--components", "data", "--config"])
+        .arg(&config)
+        .arg("--dir")
+        .arg(&dir)
+        .assert()
+        .failure()
+        .code(1);
+    let err = stderr_of(&a);
+    eprintln!("missing pod: {err}");
+    assert!(err.contains("kleidia-data-postgres-cluster-9"), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(complete_bundles(&dir).is_empty());
+}
