@@ -23,13 +23,15 @@ use super::crypto::Encryption;
 use super::manifest::{Compression, FileEntry, FileKind, MANIFEST_FILE, Manifest};
 
 /// Size of the chunks read from a source.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 128 * 1024;
 /// Chunks in flight between the reader and the compression thread.
 const IN_FLIGHT: usize = 4;
 /// Bytes kept from the end of a stream to check its completion marker.
 const TAIL: usize = 4096;
-/// zstd level: fast, and still several times smaller for SQL dumps.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level. Level 1 compresses SQL dumps about as well as level 3 (within
+/// a few percent; sometimes better) at about twice the speed, and the backup
+/// shares its CPU with the dump itself.
+const ZSTD_LEVEL: i32 = 1;
 
 /// Errors while writing a bundle. Each names the file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +222,9 @@ impl BundleWriter {
         self.names.insert(name.to_owned());
 
         let (tx, rx) = mpsc::channel::<Msg>(IN_FLIGHT);
+        // Chunks come back from the compression thread to be filled again,
+        // so the stream costs no allocation (or page faults) per chunk.
+        let (recycle_tx, recycle) = std::sync::mpsc::channel::<Vec<u8>>();
         let job = Job {
             name: name.to_owned(),
             path: path.clone(),
@@ -228,16 +233,19 @@ impl BundleWriter {
             expect_tail: opts.expect_tail.clone(),
             validate: opts.validate.then_some(kind),
         };
-        let worker = tokio::task::spawn_blocking(move || job.run(file, rx));
+        let worker = tokio::task::spawn_blocking(move || job.run(file, rx, recycle_tx));
 
         let mut bytes = 0u64;
         let mut read_error = None;
         loop {
-            let mut buf = vec![0u8; CHUNK];
-            match reader.read(&mut buf).await {
+            let mut buf = recycle
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            buf.clear();
+            // `read_buf` fills the spare capacity without zeroing it first.
+            match reader.read_buf(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
-                    buf.truncate(n);
                     bytes += n as u64;
                     if let Some(p) = &opts.progress {
                         p.inc(n as u64);
@@ -496,7 +504,12 @@ impl io::Read for ChannelReader {
 }
 
 impl Job {
-    fn run(self, file: File, mut rx: mpsc::Receiver<Msg>) -> Result<Written, WriterError> {
+    fn run(
+        self,
+        file: File,
+        mut rx: mpsc::Receiver<Msg>,
+        recycle: std::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<Written, WriterError> {
         let werr = |source| WriterError::Write {
             path: self.path.clone(),
             source,
@@ -523,6 +536,8 @@ impl Job {
                         keep_tail(&mut tail, &buf);
                     }
                     pipe.write_all(&buf).map_err(werr)?;
+                    // The reader may have finished; then the chunk is dropped.
+                    let _ = recycle.send(buf);
                 }
                 Some(Msg::End) => break,
                 None => return Err(WriterError::Interrupted { name: self.name }),
