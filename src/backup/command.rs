@@ -333,15 +333,31 @@ pub async fn run_create(
 /// Why a verification failed and what to do, for stderr: every failed
 /// check, then advice per kind of failure.
 fn verify_failure(report: &VerifyReport, args: &VerifyArgs) -> String {
-    let failures = report.failures();
-    let mut text = format!(
-        "backup verify failed for {}: {} problem(s):",
-        report.bundle.display(),
-        failures.len()
-    );
-    for f in &failures {
+    // The same failure of several files (a wrong key) is one line.
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for f in &report.files {
+        for c in f.checks.iter().filter(|c| c.status == Status::Failed) {
+            let what = format!("{}: {}", c.name, c.detail.as_deref().unwrap_or("failed"));
+            match groups.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, paths)) => paths.push(&f.path),
+                None => groups.push((what, vec![&f.path])),
+            }
+        }
+    }
+    let mut lines: Vec<String> = report.problems.clone();
+    for (what, paths) in &groups {
+        lines.push(match paths.as_slice() {
+            [one] => format!("{one}: {what}"),
+            many => format!("{} files: {what} ({})", many.len(), many.join(", ")),
+        });
+    }
+    if let Some(RestoreOutcome::Failed { error }) = &report.restore_test {
+        lines.push(format!("restore test: {error}"));
+    }
+    let mut text = format!("backup verify failed for {}:", report.bundle.display());
+    for l in &lines {
         text.push_str("\n  ");
-        text.push_str(f);
+        text.push_str(l);
     }
     let failed = |names: &[&str]| {
         report
