@@ -572,6 +572,86 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
     assert!(err.contains("kleidia-data-postgres-cluster-9"), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert!(complete_bundles(&dir).is_empty());
+
+    // The backend does not answer: its chart appVersion is recorded,
+    // labelled, and stderr says why; the other versions are the servers'.
+    let scaled = kubectl(
+        c.kubeconfig(),
+        &[
+            "scale",
+            "-n",
+            NS,
+            "deployment/kleidia-services-backend",
+            "--replicas=0",
+        ],
+    );
+    assert!(
+        scaled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scaled.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while kubectl(
+        c.kubeconfig(),
+        &[
+            "get",
+            "pods",
+            "-n",
+            NS,
+            "-l",
+            "app.kubernetes.io/name=backend",
+            "-o",
+            "name",
+        ],
+    )
+    .stdout
+    .iter()
+    .any(|b| !b.is_ascii_whitespace())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backend pods did not go away"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let dir = tmp.path().join("no-backend");
+    let a = backup(&c)
+        .args(["backup", "--components", "values", "-o", "json"])
+        .args(["--request-timeout", "5s", "--dir"])
+        .arg(&dir)
+        .assert()
+        .success();
+    let versions = &json_of(&a)["manifest"]["versions"];
+    let err = stderr_of(&a);
+    eprintln!("backend down: {err}");
+    let chart: Value = serde_json::from_str(&c.helm(&["list", "-n", NS, "-o", "json"])).unwrap();
+    let app = chart
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "kleidia-services")
+        .unwrap()["app_version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        versions["backend"],
+        format!("{app} (chart appVersion)"),
+        "{versions}"
+    );
+    assert!(
+        err.contains("could not ask backend for its version"),
+        "{err}"
+    );
+    let report = json_of(
+        &backup(&c)
+            .args(["versions", "-o", "json", "--timeout", "5s"])
+            .assert(),
+    );
+    assert_eq!(
+        versions["postgres"], report["servers"]["postgresql"]["version"],
+        "{versions}"
+    );
 }
 
 /// A local OpenBao server, stopped when dropped.
