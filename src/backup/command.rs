@@ -394,7 +394,7 @@ fn verify_failure(report: &VerifyReport, args: &VerifyArgs) -> String {
     }
     if let Some(RestoreOutcome::Failed { .. }) = &report.restore_test {
         advice.push(
-            "the restore test failed: read its error above; if the PostgreSQL programs are missing, install them (initdb, pg_ctl, psql) or run verify without --restore-test".to_owned(),
+            "the restore test failed: fix what its error above names (a missing key, missing PostgreSQL programs such as initdb, pg_ctl and psql, or a dump PostgreSQL rejects) and run verify --restore-test again".to_owned(),
         );
     }
     for a in advice {
@@ -634,9 +634,14 @@ fn render_created(out: &mut dyn Write, c: &CreatedBundle) -> io::Result<()> {
             f.sha256
         )?;
     }
+    let key = match &c.manifest.encryption {
+        Some(e) if !e.recipients.is_empty() => " --identity KEYFILE",
+        Some(e) if e.passphrase => " --passphrase-env VAR",
+        _ => "",
+    };
     writeln!(
         out,
-        "check it with: backup verify {} --restore-test",
+        "check it with: backup verify {} --restore-test{key}",
         c.path.display()
     )
 }
