@@ -1,6 +1,8 @@
 //! `kubectl-kleidia backup` end to end against the sandbox: the demo
 //! releases installed by the real Helm engine, real PostgreSQL and real
-//! OpenBao (raft storage) in the pods, the plugin binary as operators run it.
+//! OpenBao (raft storage, and file storage in its own test) in the pods, the
+//! plugin binary as operators run it. Restores use the commands
+//! docs/restore.md gives operators.
 
 mod support;
 
@@ -8,12 +10,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{Cluster, json_of, kubectl, plugin};
+use support::{Cluster, json_of, kubectl, kubectl_with_stdin, plugin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NS: &str = "kleidia";
 const PG_POD: &str = "kleidia-data-postgres-cluster-0";
 const BAO_POD: &str = "kleidia-platform-openbao-0";
+
+/// docs/restore.md 4b: the script run in the OpenBao pod, reading the token
+/// from stdin so it is on no command line.
+const RAFT_RESTORE_SCRIPT: &str = "read -r BAO_TOKEN && export BAO_TOKEN && export BAO_ADDR=\"${BAO_ADDR:-http://127.0.0.1:8200}\" && bao operator raft snapshot restore -force /tmp/openbao.snap; rc=$?; rm -f /tmp/openbao.snap; exit $rc";
+
+fn restore_doc() -> String {
+    std::fs::read_to_string(support::workspace().join("docs/restore.md")).unwrap()
+}
 
 fn install_demo(c: &Cluster) {
     for r in ["kleidia-platform", "kleidia-data", "kleidia-services"] {
@@ -237,37 +247,102 @@ fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
         assert_eq!(t["rows"].to_string(), live, "rows of {name}");
     }
 
-    // The raft snapshot restores the backed-up secret.
+    // The manifest's versions are what the servers report, as `versions`
+    // shows them.
+    let report = json_of(&backup(&c).args(["versions", "-o", "json"]).assert());
+    let versions = &created["manifest"]["versions"];
+    for (key, server) in [
+        ("postgres", "postgresql"),
+        ("openbao", "openbao"),
+        ("backend", "backend"),
+        ("kubernetes", "kubernetes"),
+    ] {
+        let want = &report["servers"][server]["version"];
+        assert!(
+            want.is_string(),
+            "versions reports no {server} version: {report}"
+        );
+        assert_eq!(&versions[key], want, "manifest versions {versions}");
+    }
+    assert!(
+        !stderr_of(&out).contains("chart appVersion"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // The raft snapshot restores the backed-up secret, with the commands of
+    // docs/restore.md: kubectl cp into the pod, then `bao operator raft
+    // snapshot restore -force` in the pod with the token on stdin.
+    let doc = restore_doc();
+    assert!(
+        doc.contains(RAFT_RESTORE_SCRIPT),
+        "docs/restore.md no longer shows the restore script this test runs"
+    );
     write_secret(&c, &token, "changed-after-backup");
     assert_eq!(read_secret(&c, &token), "changed-after-backup");
-    let snap = std::fs::read(bundle.join("openbao.snap")).unwrap();
-    let (code, answer) = bao_http(
-        &c,
-        "POST",
-        "/v1/sys/storage/raft/snapshot-force",
-        &token,
-        &snap,
+    let snap = bundle.join("openbao.snap");
+    let dest = format!("{NS}/{BAO_POD}:/tmp/openbao.snap");
+    let cp = kubectl(c.kubeconfig(), &["cp", snap.to_str().unwrap(), &dest]);
+    assert!(
+        cp.status.success(),
+        "kubectl cp of the snapshot: {}",
+        String::from_utf8_lossy(&cp.stderr)
     );
     assert!(
-        code < 300,
-        "restoring: HTTP {code}: {}",
-        String::from_utf8_lossy(&answer)
+        doc.contains(
+            "kubectl cp openbao.snap kleidia/kleidia-platform-openbao-0:/tmp/openbao.snap"
+        )
+    );
+    let restore = kubectl_with_stdin(
+        c.kubeconfig(),
+        &[
+            "exec",
+            "-i",
+            "-n",
+            NS,
+            BAO_POD,
+            "--",
+            "sh",
+            "-c",
+            RAFT_RESTORE_SCRIPT,
+        ],
+        format!("{token}\n").as_bytes(),
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&restore.stdout),
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    assert!(!said.contains(&token), "the restore printed the token");
+    assert!(
+        restore.status.success(),
+        "bao operator raft snapshot restore: {said}"
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let (code, answer) = bao_http(&c, "GET", "/v1/secret/backup-probe", &token, b"");
         if code == 200 {
             let v: Value = serde_json::from_slice(&answer).unwrap();
-            assert_eq!(v["data"]["value"], "backed-up");
-            break;
+            if v["data"]["value"] == "backed-up" {
+                break;
+            }
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "OpenBao did not serve the secret after the restore: HTTP {code}: {}",
+            "OpenBao did not serve the backed-up secret after the restore: HTTP {code}: {}",
             String::from_utf8_lossy(&answer)
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+    // The snapshot copy was removed from the pod.
+    let left = kubectl(
+        c.kubeconfig(),
+        &["exec", "-n", NS, BAO_POD, "--", "ls", "/tmp/openbao.snap"],
+    );
+    assert!(
+        !left.status.success(),
+        "/tmp/openbao.snap was left in the pod"
+    );
 
     // Encrypted to an age X25519 recipient: verifies only with its identity.
     let id = age::x25519::Identity::generate();
@@ -294,13 +369,41 @@ fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
         .arg(&enc)
         .assert()
         .success();
+    // A wrong identity: the JSON result on stdout, the reason and what to
+    // do on stderr, exit 1.
+    let wrong = plugin("kubectl-kleidia")
+        .args(["backup", "verify", "-o", "json", "--identity"])
+        .arg(&other_file)
+        .arg(&enc)
+        .assert()
+        .failure()
+        .code(1);
+    assert_eq!(json_of(&wrong)["ok"], false);
+    let err = stderr_of(&wrong);
+    eprintln!("wrong identity: {err}");
+    assert!(err.contains("decrypt"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "pass the identity file that matches recipient {}",
+            id.to_public()
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&other.to_public().to_string()), "{err}");
     let wrong = plugin("kubectl-kleidia")
         .args(["backup", "verify", "--identity"])
         .arg(&other_file)
         .arg(&enc)
         .assert()
-        .failure();
-    eprintln!("wrong identity: {}", stderr_of(&wrong));
+        .failure()
+        .code(1);
+    let text = String::from_utf8_lossy(&wrong.get_output().stdout).into_owned();
+    assert!(text.trim_end().ends_with("verify: FAILED"), "{text}");
+    assert!(
+        stderr_of(&wrong).contains("what to do:"),
+        "{}",
+        stderr_of(&wrong)
+    );
 
     // With a passphrase, and the unseal key (only allowed encrypted).
     let pass_dir = tmp.path().join("pass");
@@ -320,12 +423,31 @@ fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
         .env("BACKUP_PASS", "correct horse battery staple")
         .assert()
         .success();
-    plugin("kubectl-kleidia")
-        .args(["backup", "verify", "--passphrase-env", "BACKUP_PASS"])
+    let wrong = plugin("kubectl-kleidia")
+        .args([
+            "backup",
+            "verify",
+            "-o",
+            "json",
+            "--passphrase-env",
+            "BACKUP_PASS",
+        ])
         .arg(&pass)
         .env("BACKUP_PASS", "wrong passphrase")
         .assert()
-        .failure();
+        .failure()
+        .code(1);
+    assert_eq!(json_of(&wrong)["ok"], false);
+    let err = stderr_of(&wrong);
+    eprintln!("wrong passphrase: {err}");
+    assert!(
+        err.contains("the passphrase in BACKUP_PASS does not open the bundle"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong passphrase"),
+        "the passphrase was printed"
+    );
     // Unencrypted with the unseal key is refused before anything is read.
     let refused = backup(&c)
         .args(["backup", "--include-unseal-key", "--dir"])
@@ -450,4 +572,252 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
     assert!(err.contains("kleidia-data-postgres-cluster-9"), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert!(complete_bundles(&dir).is_empty());
+
+    // The backend does not answer: its chart appVersion is recorded,
+    // labelled, and stderr says why; the other versions are the servers'.
+    let scaled = kubectl(
+        c.kubeconfig(),
+        &[
+            "scale",
+            "-n",
+            NS,
+            "deployment/kleidia-services-backend",
+            "--replicas=0",
+        ],
+    );
+    assert!(
+        scaled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scaled.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while kubectl(
+        c.kubeconfig(),
+        &[
+            "get",
+            "pods",
+            "-n",
+            NS,
+            "-l",
+            "app.kubernetes.io/name=backend",
+            "-o",
+            "name",
+        ],
+    )
+    .stdout
+    .iter()
+    .any(|b| !b.is_ascii_whitespace())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backend pods did not go away"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let dir = tmp.path().join("no-backend");
+    let a = backup(&c)
+        .args(["backup", "--components", "values", "-o", "json"])
+        .args(["--request-timeout", "5s", "--dir"])
+        .arg(&dir)
+        .assert()
+        .success();
+    let versions = &json_of(&a)["manifest"]["versions"];
+    let err = stderr_of(&a);
+    eprintln!("backend down: {err}");
+    let chart: Value = serde_json::from_str(&c.helm(&["list", "-n", NS, "-o", "json"])).unwrap();
+    let app = chart
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "kleidia-services")
+        .unwrap()["app_version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        versions["backend"],
+        format!("{app} (chart appVersion)"),
+        "{versions}"
+    );
+    assert!(
+        err.contains("could not ask backend for its version"),
+        "{err}"
+    );
+    let report = json_of(
+        &backup(&c)
+            .args(["versions", "-o", "json", "--timeout", "5s"])
+            .assert(),
+    );
+    assert_eq!(
+        versions["postgres"], report["servers"]["postgresql"]["version"],
+        "{versions}"
+    );
+}
+
+/// A local OpenBao server, stopped when dropped.
+struct LocalBao(std::process::Child);
+
+impl Drop for LocalBao {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.0 exchange with a local server; `None` while it does not
+/// accept connections.
+fn local_http(port: u16, path: &str, token: &str) -> Option<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\nX-Vault-Token: {token}\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).ok()?;
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let code = String::from_utf8_lossy(&answer[..split])
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((code, answer[split + 4..].to_vec()))
+}
+
+#[test]
+fn backup_of_openbao_file_storage_archives_its_data_folder() {
+    use kleidia_sandbox::runtimes::openbao::{OpenBaoStorage, find_file_storage_bao};
+    let c = Cluster::start_with_openbao_storage(OpenBaoStorage::File);
+    // The chart's config.hcl says raft; the server runs file storage.
+    install_demo(&c);
+    let token = root_token(&c);
+    let (code, answer) = bao_http(
+        &c,
+        "POST",
+        "/v1/sys/mounts/secret",
+        &token,
+        br#"{"type":"kv"}"#,
+    );
+    assert!(
+        code < 300,
+        "mounting kv: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    write_secret(&c, &token, "backed-up");
+
+    // No token needed: the data folder is archived through exec.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    let out = backup(&c)
+        .args(["backup", "--components", "platform", "-o", "json", "--dir"])
+        .arg(&dir)
+        .assert()
+        .success();
+    let created = json_of(&out);
+    let manifest = &created["manifest"];
+    assert_eq!(
+        manifest["openbao"]["storage"], "file",
+        "the storage type must come from the server, not the chart's raft block: {manifest}"
+    );
+    assert_eq!(manifest["openbao"]["file"], "openbao-data.tar.zst");
+    let files: Vec<&str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["openbao-data.tar.zst"]);
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("warning:") && err.contains("inconsistent"),
+        "no consistency warning on stderr: {err}"
+    );
+    let bundle = PathBuf::from(created["path"].as_str().unwrap());
+    assert!(!bundle.join("openbao.snap").exists());
+
+    let out = plugin("kubectl-kleidia")
+        .args(["backup", "verify", "-o", "json"])
+        .arg(&bundle)
+        .assert()
+        .success();
+    assert_eq!(json_of(&out)["ok"], true);
+
+    // The live secret changes after the backup.
+    write_secret(&c, &token, "changed-after-backup");
+
+    // Restore the archive into a stopped OpenBao of the same version, with
+    // the same static seal key (docs/restore.md 4c puts it back into the
+    // pod's volume; here a local server plays that pod), and read the
+    // backed-up secret.
+    let restored = tmp.path().join("restored");
+    std::fs::create_dir(&restored).unwrap();
+    std::fs::set_permissions(&restored, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let archive = std::fs::File::open(bundle.join("openbao-data.tar.zst")).unwrap();
+    let mut entries = Vec::new();
+    let mut tar = tar::Archive::new(zstd::stream::read::Decoder::new(archive).unwrap());
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        entries.push(e.path().unwrap().display().to_string());
+        assert!(
+            e.unpack_in(&restored).unwrap(),
+            "unsafe member in the archive"
+        );
+    }
+    assert!(
+        entries.iter().any(|p| p.contains("core/")),
+        "the archive holds no OpenBao core data: {entries:?}"
+    );
+    let container = c.sandbox.shared().container_dir(NS, BAO_POD, "openbao");
+    let key = container.join("root/.sandbox-openbao/static-seal.key");
+    assert!(key.is_file(), "no seal key at {}", key.display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = tmp.path().join("config.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            "storage \"file\" {{\n  path = {:?}\n}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_disable = true\n}}\nseal \"static\" {{\n  current_key_id = \"openbao-unseal-key\"\n  current_key = \"file://{}\"\n}}\napi_addr = \"http://127.0.0.1:{port}\"\nui = false\n",
+            restored.display().to_string(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("bao.log");
+    let bao = find_file_storage_bao().expect("OpenBao 2.6 (scripts/setup installs it)");
+    let _server = LocalBao(
+        std::process::Command::new(bao)
+            .arg("server")
+            .arg(format!("-config={}", config.display()))
+            .env_clear()
+            .env("HOME", tmp.path())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start bao server"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        match local_http(port, "/v1/secret/backup-probe", &token) {
+            Some((200, body)) => {
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(v["data"]["value"], "backed-up");
+                break;
+            }
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "the restored OpenBao did not serve the secret: {:?}; its log:\n{}",
+                other.map(|(c, b)| (c, String::from_utf8_lossy(&b).into_owned())),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // The live server still has the change: the restore used the bundle.
+    assert_eq!(read_secret(&c, &token), "changed-after-backup");
 }

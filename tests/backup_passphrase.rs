@@ -90,4 +90,67 @@ fn a_passphrase_bundle_opens_only_with_the_right_passphrase() {
         "{:?}",
         report.failures()
     );
+
+    // The command line: the JSON result on stdout, why it failed and what to
+    // do on stderr, exit code 1.
+    let verify = |args: &[&str]| {
+        let out = assert_cmd::Command::cargo_bin("kubectl-kleidia")
+            .unwrap()
+            .args(["backup", "verify", "-o", "json"])
+            .args(args)
+            .arg(&bundle)
+            .env("HOME", "/nonexistent-home")
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"));
+        (
+            out.status.code(),
+            report,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, report, err) = verify(&["--passphrase-env", "KLEIDIA_TEST_PASS_WRONG"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(report["ok"], false);
+    assert!(err.contains("postgres.sql.zst.age: decrypt"), "{err}");
+    assert!(
+        err.contains("the passphrase in KLEIDIA_TEST_PASS_WRONG does not open the bundle"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Tr0ub4dor"),
+        "the passphrase was printed: {err}"
+    );
+
+    let id = age::x25519::Identity::generate();
+    let key = dir.path().join("key.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&key, id.to_string().expose_secret()).unwrap();
+    }
+    let (code, _, err) = verify(&["--identity", key.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("the bundle is encrypted with a passphrase, not to a recipient"),
+        "{err}"
+    );
+
+    let (code, report, err) = verify(&["--passphrase-env", "KLEIDIA_TEST_PASS_RIGHT"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(report["ok"], true);
+    assert!(err.is_empty(), "{err}");
+
+    // A changed byte: the checksum fails, with the advice not to restore.
+    let file = bundle.join("postgres.sql.zst.age");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+    let (code, report, err) = verify(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(report["ok"], false);
+    assert!(err.contains("postgres.sql.zst.age: sha256"), "{err}");
+    assert!(err.contains("do not restore from it"), "{err}");
 }

@@ -29,7 +29,7 @@ use super::list::{BundleState, BundleSummary, ListError, list_bundles};
 use super::manifest::Component;
 use super::prune::{PruneError, PruneReport, PruneRule, parse_duration, prune};
 use super::verify::{
-    RestoreOutcome, Status, VerifyError, VerifyOptions, VerifyReport, verify_bundle,
+    RestoreOutcome, Status, VerifyError, VerifyOptions, VerifyReport, read_manifest, verify_bundle,
 };
 
 /// Default folder of bundles.
@@ -184,9 +184,32 @@ pub enum BackupCommandError {
 
 /// What a command reports: exit code 0 when `ok`, 1 otherwise (a failed
 /// verification); errors are returned as `Err`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
     pub ok: bool,
+    /// For stderr, whatever the output format: why a verification failed
+    /// and what to do (when not `ok`).
+    pub failure: Option<String>,
+    /// For stderr: warnings about the result (file storage consistency,
+    /// versions that could not be asked from the servers, ...).
+    pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    fn success() -> Self {
+        Outcome {
+            ok: true,
+            ..Outcome::default()
+        }
+    }
+
+    fn of_verify(report: &VerifyReport, args: &VerifyArgs) -> Self {
+        Outcome {
+            ok: report.ok,
+            failure: (!report.ok).then(|| verify_failure(report, args)),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// Runs `list`, `verify` or `prune`, printing to `out`. Ctrl-C during a
@@ -208,7 +231,7 @@ pub async fn run_local(
                 }
             };
             emit(out, format, &report, |out| render_verify(out, &report))?;
-            Ok(Outcome { ok: report.ok })
+            Ok(Outcome::of_verify(&report, a))
         }
         other => run_local_blocking(other, format, out),
     }
@@ -243,12 +266,12 @@ pub fn run_local_blocking(
         BackupCommand::List(a) => {
             let bundles = list_bundles(&a.dir, Utc::now())?;
             emit(out, format, &bundles, |out| render_list(out, &bundles))?;
-            Ok(Outcome { ok: true })
+            Ok(Outcome::success())
         }
         BackupCommand::Verify(a) => {
             let report = verify_local(a)?;
             emit(out, format, &report, |out| render_verify(out, &report))?;
-            Ok(Outcome { ok: report.ok })
+            Ok(Outcome::of_verify(&report, a))
         }
         BackupCommand::Prune(a) => {
             let rule = PruneRule {
@@ -257,7 +280,7 @@ pub fn run_local_blocking(
             };
             let report = prune(&a.dir, rule, Utc::now(), a.dry_run)?;
             emit(out, format, &report, |out| render_prune(out, &report))?;
-            Ok(Outcome { ok: true })
+            Ok(Outcome::success())
         }
     }
 }
@@ -301,7 +324,134 @@ pub async fn run_create(
     };
     let created = create_bundle(&opts, sources, interrupt).await?;
     emit(out, format, &created, |out| render_created(out, &created))?;
-    Ok(Outcome { ok: true })
+    Ok(Outcome {
+        warnings: created.warnings.clone(),
+        ..Outcome::success()
+    })
+}
+
+/// Why a verification failed and what to do, for stderr: every failed
+/// check, then advice per kind of failure.
+fn verify_failure(report: &VerifyReport, args: &VerifyArgs) -> String {
+    // The same failure of several files (a wrong key) is one line.
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for f in &report.files {
+        for c in f.checks.iter().filter(|c| c.status == Status::Failed) {
+            let what = format!("{}: {}", c.name, c.detail.as_deref().unwrap_or("failed"));
+            match groups.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, paths)) => paths.push(&f.path),
+                None => groups.push((what, vec![&f.path])),
+            }
+        }
+    }
+    let mut lines: Vec<String> = report.problems.clone();
+    for (what, paths) in &groups {
+        lines.push(match paths.as_slice() {
+            [one] => format!("{one}: {what}"),
+            many => format!("{} files: {what} ({})", many.len(), many.join(", ")),
+        });
+    }
+    if let Some(RestoreOutcome::Failed { error }) = &report.restore_test {
+        lines.push(format!("restore test: {error}"));
+    }
+    let mut text = format!("backup verify failed for {}:", report.bundle.display());
+    for l in &lines {
+        text.push_str("\n  ");
+        text.push_str(l);
+    }
+    let failed = |names: &[&str]| {
+        report
+            .files
+            .iter()
+            .flat_map(|f| &f.checks)
+            .any(|c| c.status == Status::Failed && names.contains(&c.name))
+    };
+    let mut advice = Vec::new();
+    if failed(&["decrypt"]) {
+        advice.push(decrypt_advice(report, args));
+    }
+    if failed(&["size", "sha256", "exists", "read", "path"]) || !report.problems.is_empty() {
+        advice.push(
+            "the bundle's files do not match its manifest (missing, truncated or changed after the backup): do not restore from it; pick another bundle with 'backup list' and verify that one"
+                .to_owned(),
+        );
+    }
+    if failed(&[
+        "zstd",
+        "decode",
+        "dump-complete",
+        "snapshot-sha256sums",
+        "tar",
+        "yaml",
+        "json",
+        "content-sha256",
+        "content",
+    ]) {
+        advice.push(
+            "a file's content is damaged although it may match its checksum (the backup itself was cut or corrupted): do not restore from it; take a new backup, or use an older bundle that verifies"
+                .to_owned(),
+        );
+    }
+    if let Some(RestoreOutcome::Failed { .. }) = &report.restore_test {
+        advice.push(
+            "the restore test failed: fix what its error above names (a missing key, missing PostgreSQL programs such as initdb, pg_ctl and psql, or a dump PostgreSQL rejects) and run verify --restore-test again".to_owned(),
+        );
+    }
+    for a in advice {
+        text.push_str("\nwhat to do: ");
+        text.push_str(&a);
+    }
+    text
+}
+
+/// Advice for files that could not be decrypted: which key the bundle
+/// needs, and which one was given.
+fn decrypt_advice(report: &VerifyReport, args: &VerifyArgs) -> String {
+    let encryption = read_manifest(&report.bundle)
+        .ok()
+        .and_then(|m| m.encryption);
+    let given = Decryption::from_options(args.identity.as_deref(), args.passphrase_env.as_deref())
+        .ok()
+        .flatten();
+    let given_recipients = given
+        .as_ref()
+        .map(|d| d.recipients().to_vec())
+        .unwrap_or_default();
+    let identity = args
+        .identity
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let var = args.passphrase_env.as_deref().unwrap_or("VAR");
+    match encryption {
+        Some(e) if !e.recipients.is_empty() => {
+            let wanted = e.recipients.join(", ");
+            if args.identity.is_none() {
+                format!(
+                    "the bundle is encrypted to recipient {wanted}, not with a passphrase: pass the identity file that matches recipient {wanted} with --identity FILE"
+                )
+            } else if given_recipients.is_empty() {
+                format!(
+                    "the identity file {identity} does not match: pass the identity file that matches recipient {wanted} with --identity FILE ('age-keygen -y FILE' prints a key file's recipient)"
+                )
+            } else {
+                format!(
+                    "the identity file {identity} is for recipient {}, but the bundle is encrypted to {wanted}: pass the identity file that matches recipient {wanted} with --identity FILE ('age-keygen -y FILE' prints a key file's recipient)",
+                    given_recipients.join(", ")
+                )
+            }
+        }
+        Some(e) if e.passphrase => {
+            if args.passphrase_env.is_none() {
+                "the bundle is encrypted with a passphrase, not to a recipient: export the passphrase the backup was made with and pass --passphrase-env VAR".to_owned()
+            } else {
+                format!(
+                    "the passphrase in {var} does not open the bundle: export the passphrase the backup was made with in {var} and run verify again"
+                )
+            }
+        }
+        _ => "the files could not be decrypted with the key given: pass the identity file (--identity FILE) or passphrase (--passphrase-env VAR) the backup was encrypted with".to_owned(),
+    }
 }
 
 fn emit<T: Serialize>(
@@ -484,12 +634,14 @@ fn render_created(out: &mut dyn Write, c: &CreatedBundle) -> io::Result<()> {
             f.sha256
         )?;
     }
-    if let Some(w) = c.manifest.openbao.as_ref().and_then(|o| o.warning.as_ref()) {
-        writeln!(out, "warning: {w}")?;
-    }
+    let key = match &c.manifest.encryption {
+        Some(e) if !e.recipients.is_empty() => " --identity KEYFILE",
+        Some(e) if e.passphrase => " --passphrase-env VAR",
+        _ => "",
+    };
     writeln!(
         out,
-        "check it with: backup verify {} --restore-test",
+        "check it with: backup verify {} --restore-test{key}",
         c.path.display()
     )
 }

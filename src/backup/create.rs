@@ -74,8 +74,12 @@ pub struct ClusterFacts {
     pub context: Option<String>,
     /// API server URL.
     pub server: Option<String>,
-    /// Component versions (`postgres`, `openbao`, `backend`, ...).
+    /// Component versions (`postgres`, `openbao`, `backend`, ...), as the
+    /// servers report them.
     pub versions: std::collections::BTreeMap<String, String>,
+    /// Things the operator should know (a version that had to come from the
+    /// chart because the server did not answer, ...); shown on stderr.
+    pub warnings: Vec<String>,
 }
 
 /// One Helm release, for the `values` component.
@@ -197,6 +201,8 @@ pub enum CreateError {
 pub struct CreatedBundle {
     pub path: PathBuf,
     pub manifest: Manifest,
+    /// Warnings for the operator (also printed on stderr).
+    pub warnings: Vec<String>,
 }
 
 /// Runs a backup until done or until `interrupt` resolves (Ctrl-C: pass
@@ -282,6 +288,7 @@ async fn run(
     manifest.context = facts.context;
     manifest.server = facts.server;
     manifest.versions = facts.versions;
+    let mut warnings = facts.warnings;
     manifest.encryption = opts.encryption.as_ref().map(Encryption::record);
     let mut components = opts.components.clone();
     components.sort();
@@ -371,6 +378,7 @@ async fn run(
                         )
                     }
                 };
+                warnings.extend(warning.clone());
                 let mut record = OpenBaoRecord {
                     storage,
                     file: name,
@@ -433,7 +441,11 @@ async fn run(
         .map_err(CreateError::Finish)?;
     // Re-read what was written, so the caller sees the recorded files.
     let manifest = super::verify::read_manifest(&path).unwrap_or(manifest);
-    Ok(CreatedBundle { path, manifest })
+    Ok(CreatedBundle {
+        path,
+        manifest,
+        warnings,
+    })
 }
 
 fn finish_bar(bar: Option<ProgressBar>) {

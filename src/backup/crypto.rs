@@ -151,6 +151,9 @@ pub fn passphrase_from_env(var: &str) -> Result<SecretString, CryptoError> {
 pub struct Decryption {
     identities: Vec<Box<dyn age::Identity>>,
     passphrase: bool,
+    /// Recipients (public keys) of the X25519 identities, to tell the user
+    /// which key they passed when it does not match the bundle.
+    recipients: Vec<String>,
 }
 
 impl std::fmt::Debug for Decryption {
@@ -158,11 +161,22 @@ impl std::fmt::Debug for Decryption {
         f.debug_struct("Decryption")
             .field("identities", &self.identities.len())
             .field("passphrase", &self.passphrase)
+            .field("recipients", &self.recipients)
             .finish()
     }
 }
 
 impl Decryption {
+    /// The recipients (`age1...`) matching the X25519 identities given.
+    pub fn recipients(&self) -> &[String] {
+        &self.recipients
+    }
+
+    /// Whether a passphrase was given.
+    pub fn has_passphrase(&self) -> bool {
+        self.passphrase
+    }
+
     /// Identities from an age identity file (`AGE-SECRET-KEY-1...` lines).
     pub fn from_identity_file(path: &Path) -> Result<Self, CryptoError> {
         let data = fs::read(path).map_err(|source| CryptoError::IdentityFile {
@@ -187,9 +201,15 @@ impl Decryption {
                 reason: "no identities in the file".to_owned(),
             });
         }
+        let recipients = String::from_utf8_lossy(&data)
+            .lines()
+            .filter_map(|l| age::x25519::Identity::from_str(l.trim()).ok())
+            .map(|i| i.to_public().to_string())
+            .collect();
         Ok(Decryption {
             identities,
             passphrase: false,
+            recipients,
         })
     }
 
@@ -198,6 +218,7 @@ impl Decryption {
         Decryption {
             identities: vec![Box::new(age::scrypt::Identity::new(passphrase))],
             passphrase: true,
+            recipients: Vec::new(),
         }
     }
 
@@ -265,6 +286,7 @@ mod tests {
         let dec = Decryption {
             identities: vec![Box::new(id)],
             passphrase: false,
+            recipients: Vec::new(),
         };
         let mut out = String::new();
         dec.open(&stored[..])
@@ -273,5 +295,25 @@ mod tests {
             .unwrap();
         assert_eq!(out, "hello");
         assert_eq!(enc.record().recipients.len(), 1);
+    }
+
+    #[test]
+    fn identity_file_names_its_recipient() {
+        use age::secrecy::ExposeSecret;
+        let id = age::x25519::Identity::generate();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.txt");
+        fs::write(
+            &path,
+            format!(
+                "# created: now\n# public key: {}\n{}\n",
+                id.to_public(),
+                id.to_string().expose_secret()
+            ),
+        )
+        .unwrap();
+        let dec = Decryption::from_identity_file(&path).unwrap();
+        assert_eq!(dec.recipients(), [id.to_public().to_string()]);
+        assert!(!dec.has_passphrase());
     }
 }

@@ -13,11 +13,18 @@
 //! | `startedAt`      | UTC time the backup started (RFC 3339)                         |
 //! | `finishedAt`     | UTC time the bundle was completed (RFC 3339)                   |
 //! | `components`     | components included: `data`, `platform`, `values`              |
-//! | `versions`       | component versions found (`postgres`, `openbao`, ...)          |
+//! | `versions`       | versions the servers report (`postgres`, `openbao`, ...), below |
 //! | `releases`       | per Helm release: chart, chart version, app version, revision  |
 //! | `openbao`        | storage type (`raft` or `file`) and how it was captured        |
 //! | `encryption`     | `null`, or the age recipients / passphrase use                 |
 //! | `files`          | every file of the bundle, see [`FileEntry`]                    |
+//!
+//! `versions` holds what the running servers answer, as `kubectl kleidia
+//! versions` shows them: `postgres` (`SELECT version()`, e.g. `15.8`),
+//! `openbao` (`sys/seal-status`), `backend` (`/api/health`) and
+//! `kubernetes` (`/version`). When a server cannot be asked, the release's
+//! chart appVersion is recorded instead, with the suffix
+//! ` (chart appVersion)` so it is never mistaken for a server's answer.
 //!
 //! Checksums: `files[].sha256` and `files[].size` are always of the **stored
 //! bytes** (after compression and encryption), so `backup verify` checks
@@ -52,7 +59,9 @@ pub struct Manifest {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub components: Vec<Component>,
-    /// Component name (`postgres`, `openbao`, `backend`, ...) -> version.
+    /// Component name (`postgres`, `openbao`, `backend`, `kubernetes`) ->
+    /// the version its server reports (`... (chart appVersion)` when it
+    /// could not be asked).
     #[serde(default)]
     pub versions: BTreeMap<String, String>,
     #[serde(default)]

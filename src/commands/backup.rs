@@ -44,7 +44,19 @@ pub async fn run_offline(args: &BackupArgs, global: GlobalFormat) -> Result<u8, 
     let mut out = Vec::new();
     let outcome = run_local(&args.action(), output_format(global), &mut out).await;
     crate::app::write_stdout(&out)?;
-    Ok(if outcome?.ok { 0 } else { 1 })
+    Ok(finish(&outcome?))
+}
+
+/// Prints an outcome's warnings and failure on stderr (the result itself is
+/// on stdout, in the format asked for) and gives the exit code.
+fn finish(outcome: &Outcome) -> u8 {
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(f) = &outcome.failure {
+        crate::report::print_error(f);
+    }
+    if outcome.ok { 0 } else { 1 }
 }
 
 /// `create` against the cluster `target` points at.
@@ -63,5 +75,5 @@ pub async fn run(target: &Target, args: &BackupArgs) -> Result<u8, Error> {
     )
     .await?;
     crate::app::write_stdout(&out)?;
-    Ok(if outcome.ok { 0 } else { 1 })
+    Ok(finish(&outcome))
 }

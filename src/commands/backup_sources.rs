@@ -29,8 +29,9 @@ use crate::cluster::exec::ExecStream;
 use crate::cluster::portforward::PortForwardStream;
 use crate::cluster::{ApiEndpoint, ClusterError};
 use crate::helm::release::{Release, ReleaseStore};
+use crate::probes;
 use crate::target::Target;
-use crate::topology::{self, OpenbaoTarget, PodInfo, PostgresTarget};
+use crate::topology::{self, BackendTarget, OpenbaoTarget, PodInfo, PostgresTarget};
 
 /// The Secret holding OpenBao's static unseal key.
 pub const UNSEAL_KEY_SECRET: &str = "openbao-unseal-key";
@@ -172,6 +173,17 @@ impl<'t> ClusterSources<'t> {
         Ok(t)
     }
 
+    /// The backend's Service, from the services release (for its version).
+    async fn backend_target(&mut self) -> Result<BackendTarget, String> {
+        let name = self.target.settings.releases.services.clone();
+        let release = self.release(&name).await.map_err(|e| e.to_string())?;
+        topology::parse_manifest(&release.name, &release.manifest)
+            .and_then(|objs| {
+                topology::discover_backend(&release.name, &objs, &self.target.settings.pins.backend)
+            })
+            .map_err(|e| e.to_string())
+    }
+
     /// `GET /v1/sys/seal-status` over a port-forward (no token needed); its
     /// `storage_type` names the backend.
     async fn storage_from_api(&mut self) -> Result<Option<OpenBaoStorage>, SourceError> {
@@ -216,6 +228,51 @@ impl<'t> ClusterSources<'t> {
         let name = self.target.settings.releases.platform.clone();
         let release = self.release(&name).await?;
         Ok(storage_in_config(&release.manifest))
+    }
+}
+
+/// How long one version probe may take while a backup starts.
+const PROBE_LIMIT: Duration = Duration::from_secs(30);
+
+/// A probe's answer, or why there is none within `limit`.
+async fn within(
+    limit: Duration,
+    probe: impl Future<Output = Result<Option<String>, String>>,
+) -> Result<Option<String>, String> {
+    tokio::time::timeout(limit, probe)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {limit:?}")))
+}
+
+/// Suffix of a manifest version that comes from a chart, not a server.
+pub const CHART_VERSION_LABEL: &str = " (chart appVersion)";
+
+/// The version to record for `component`: the server's answer, else the
+/// chart's appVersion labelled as such (with a warning saying why).
+fn server_or_chart_version(
+    component: &str,
+    answer: Result<Option<String>, String>,
+    chart: Option<String>,
+) -> (Option<String>, Option<String>) {
+    let why = match answer {
+        Ok(Some(v)) => return (Some(v), None),
+        Ok(None) => "the server answered without a version".to_owned(),
+        Err(e) => e,
+    };
+    match chart {
+        Some(c) => (
+            Some(format!("{c}{CHART_VERSION_LABEL}")),
+            Some(format!(
+                "could not ask {component} for its version ({why}); the manifest records the chart's appVersion {c}, labelled \"{}\"",
+                CHART_VERSION_LABEL.trim()
+            )),
+        ),
+        None => (
+            None,
+            Some(format!(
+                "could not ask {component} for its version ({why}) and its chart names no appVersion; the manifest has no {component} version"
+            )),
+        ),
     }
 }
 
@@ -362,30 +419,78 @@ async fn exec_stream(
 impl BackupSources for ClusterSources<'_> {
     fn facts(&mut self) -> BoxFuture<'_, Result<ClusterFacts, SourceError>> {
         async move {
-            let mut versions = BTreeMap::new();
             let r = self.target.settings.releases.clone();
             let map = self.releases_map().await?.clone();
-            for (key, name) in [
-                ("openbao", &r.platform),
-                ("postgres", &r.data),
-                ("backend", &r.services),
-            ] {
-                if let Some(app) = map
-                    .get(name)
+            let chart_app = |name: &str| {
+                map.get(name)
                     .and_then(|rel| rel.chart_metadata())
                     .map(|m| m.app_version.clone())
                     .filter(|v| !v.is_empty())
-                {
-                    versions.insert(key.to_owned(), app);
+            };
+            // The servers' own answers, through the probes `versions` uses;
+            // targets are found first (cached for the backup itself).
+            let pg = self.postgres().await;
+            let bao = self.openbao().await;
+            let backend = self.backend_target().await;
+            let client = &self.target.client;
+            let api = &self.api;
+            let ns = self.target.namespace.as_str();
+            let probe_limit = self.stall_limit().min(PROBE_LIMIT);
+            let (pg_v, bao_v, be_v, k8s_v) = tokio::join!(
+                within(probe_limit, async {
+                    let t = pg.map_err(|e| e.to_string())?;
+                    probes::postgres::version(client, api, ns, &t)
+                        .await
+                        .map(|v| Some(v.version))
+                        .map_err(|e| e.to_string())
+                }),
+                within(probe_limit, async {
+                    let t = bao.map_err(|e| e.to_string())?;
+                    probes::openbao::status(client, api, ns, &t)
+                        .await
+                        .map(|s| Some(s.version).filter(|v| !v.is_empty()))
+                        .map_err(|e| e.to_string())
+                }),
+                within(probe_limit, async {
+                    probes::backend::health(client, api, ns, &backend?)
+                        .await
+                        .map(|h| h.version)
+                        .map_err(|e| e.to_string())
+                }),
+                within(probe_limit, async {
+                    probes::kubernetes::server_version(client, api)
+                        .await
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }),
+            );
+            let mut versions = BTreeMap::new();
+            let mut warnings = Vec::new();
+            for (key, release, answer) in [
+                ("postgres", &r.data, pg_v),
+                ("openbao", &r.platform, bao_v),
+                ("backend", &r.services, be_v),
+            ] {
+                let (version, warning) = server_or_chart_version(key, answer, chart_app(release));
+                if let Some(v) = version {
+                    versions.insert(key.to_owned(), v);
                 }
+                warnings.extend(warning);
             }
-            if let Ok(v) = self.target.client.apiserver_version().await {
-                versions.insert("kubernetes".to_owned(), v.git_version);
+            match k8s_v {
+                Ok(Some(v)) => {
+                    versions.insert("kubernetes".to_owned(), v);
+                }
+                Ok(None) => {}
+                Err(e) => warnings.push(format!(
+                    "the Kubernetes version is not recorded in the manifest: {e}"
+                )),
             }
             Ok(ClusterFacts {
                 context: Some(self.target.context.clone()).filter(|c| !c.is_empty()),
                 server: Some(self.target.server.clone()),
                 versions,
+                warnings,
             })
         }
         .boxed()
@@ -408,13 +513,16 @@ impl BackupSources for ClusterSources<'_> {
 
     fn openbao_storage(&mut self) -> BoxFuture<'_, Result<OpenBaoStorage, SourceError>> {
         async move {
-            if let Some(s) = self.storage_from_api().await? {
-                return Ok(s);
-            }
+            // What the server runs wins over what the chart's config says.
+            let why = match self.storage_from_api().await {
+                Ok(Some(s)) => return Ok(s),
+                Ok(None) => "its seal status names no storage type".to_owned(),
+                Err(e) => format!("asking its seal status failed: {e}"),
+            };
             match self.storage_from_manifest().await? {
                 Some((s, _)) => Ok(s),
                 None => Err(SourceError::new(format!(
-                    "cannot tell OpenBao's storage type: its seal status names none and the {} release's configuration has no storage block; check that OpenBao is running",
+                    "cannot tell OpenBao's storage type: {why}, and the {} release's configuration has no storage block; check that OpenBao is running and unsealed (`kubectl kleidia versions`)",
                     self.target.settings.releases.platform
                 ))),
             }
@@ -584,5 +692,27 @@ mod tests {
         );
         assert_eq!(storage_in_config("storage \"consul\" {}"), None);
         assert_eq!(storage_in_config("nothing"), None);
+    }
+
+    #[test]
+    fn server_versions_win_and_chart_versions_are_labelled() {
+        let (v, w) =
+            server_or_chart_version("openbao", Ok(Some("2.4.1".into())), Some("2.4".into()));
+        assert_eq!(v.as_deref(), Some("2.4.1"));
+        assert!(w.is_none());
+        let (v, w) = server_or_chart_version(
+            "backend",
+            Err("no endpoints available".into()),
+            Some("1.0.0".into()),
+        );
+        assert_eq!(v.as_deref(), Some("1.0.0 (chart appVersion)"));
+        let w = w.unwrap();
+        assert!(
+            w.contains("no endpoints available") && w.contains("1.0.0"),
+            "{w}"
+        );
+        let (v, w) = server_or_chart_version("postgres", Ok(None), None);
+        assert!(v.is_none());
+        assert!(w.unwrap().contains("no postgres version"));
     }
 }

