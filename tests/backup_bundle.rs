@@ -101,7 +101,7 @@ async fn real_pg_dumpall_bundle_verifies_and_restores_with_the_source_row_counts
         .find(|f| f.kind == FileKind::PostgresDump)
         .unwrap();
     let names: Vec<_> = dump.checks.iter().map(|c| (c.name, c.status)).collect();
-    for check in ["sha256", "size", "zstd", "dump-complete", "content-sha256"] {
+    for check in ["sha256", "size", "zstd", "dump-complete", "content-size"] {
         assert!(
             names.contains(&(check, Status::Ok)),
             "{check} not ok in {names:?}"

@@ -28,11 +28,15 @@
 //!
 //! Checksums: `files[].sha256` and `files[].size` are always of the **stored
 //! bytes** (after compression and encryption), so `backup verify` checks
-//! integrity without any key. For files that are not encrypted, the
-//! checksum of the original content (`contentSha256`, `contentSize`) is
-//! recorded too; for encrypted files it is deliberately left out, since a
-//! plain hash of a small secret (a values file) would allow guessing it
-//! offline. Encrypted content is authenticated by age itself.
+//! integrity without any key. For files that are not encrypted, the size of
+//! the original content (`contentSize`) is recorded too, and for files
+//! stored as they are, `contentSha256` (equal to `sha256`). Compressed
+//! content is covered by zstd's frame checksum instead, which `verify`
+//! checks while decompressing: hashing it a second time during the backup
+//! would cost as much CPU as compressing it. For encrypted files the content
+//! size and hash are deliberately left out, since a plain hash of a small
+//! secret (a values file) would allow guessing it offline. Encrypted content
+//! is authenticated by age itself.
 
 use std::collections::BTreeMap;
 
@@ -260,7 +264,8 @@ pub struct FileEntry {
     /// Size of the original content (only for unencrypted files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_size: Option<u64>,
-    /// SHA-256 of the original content (only for unencrypted files).
+    /// SHA-256 of the original content (only for files stored unencrypted
+    /// and uncompressed; `verify` checks it wherever a manifest has it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_sha256: Option<String>,
 }

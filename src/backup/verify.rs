@@ -368,6 +368,17 @@ fn verify_file(
                         )
                     },
                 );
+            } else if let Some(want) = entry.content_size {
+                // Compressed files: zstd's frame checksum covers the content;
+                // its size is still checked against the manifest.
+                checks.push(if want == content_size {
+                    Check::ok("content-size", Some(format!("{content_size} bytes")))
+                } else {
+                    Check::failed(
+                        "content-size",
+                        format!("manifest says {want} bytes, content has {content_size}"),
+                    )
+                });
             }
         }
     }
