@@ -5,102 +5,11 @@
 //! server-side apply by two field managers with conflicts and
 //! `--force-conflicts`, and the OpenAPI endpoints kubectl reads.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
 
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
 use serde_json::Value;
-
-fn kubectl_bin() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the sandbox crate lives in the workspace");
-    let k = root.join(".venv/bin/kubectl");
-    assert!(
-        k.is_file(),
-        "real kubectl not found at {}: run scripts/setup in the workspace root first",
-        k.display()
-    );
-    k
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    work: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(sb: &Sandbox) -> Kubectl {
-        Kubectl {
-            bin: kubectl_bin(),
-            kubeconfig: sb.kubeconfig_path().to_path_buf(),
-            work: tempfile::tempdir().expect("work dir"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .current_dir(self.work.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("kubectl runs")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed ({}):\nstdout: {}\nstderr: {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    /// Like [`Kubectl::ok`], and kubectl printed no warning: it understood
-    /// the server's OpenAPI documents.
-    fn quiet(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stderr.trim().is_empty(),
-            "kubectl {} ({}) printed on stderr: {stderr}",
-            args.join(" "),
-            out.status
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    /// Runs kubectl expecting failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "kubectl {} unexpectedly succeeded:\nstdout: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&all)).expect("kubectl prints JSON")
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.work.path().join(name);
-        std::fs::write(&path, text).expect("write manifest");
-        path.to_string_lossy().into_owned()
-    }
-}
+use support::Kubectl;
 
 fn sandbox() -> Sandbox {
     Sandbox::start(SandboxOptions {
