@@ -6,26 +6,16 @@
 //! removal of what a revision no longer renders, defaulted port keys) and
 //! the OpenAPI documents with the client they exist for.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine as _;
 use kleidia_sandbox::registry;
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
 use serde_json::Value;
-
-fn venv_python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the sandbox crate lives in the workspace");
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "the project's Python environment with the Helm v4 engine is missing at {}: run scripts/setup in the workspace root first",
-        python.display()
-    );
-    python
-}
+use support::{stdout_of, venv_python};
 
 const HELM_ACTION: &str = r#"
 import json, sys
@@ -119,13 +109,7 @@ impl Helm {
             .env_remove("KUBECONFIG")
             .output()
             .expect("python runs");
-        assert!(
-            out.status.success(),
-            "helm {action} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stdout_of(&format!("helm {action}"), out);
     }
 }
 
