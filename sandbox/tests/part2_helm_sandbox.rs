@@ -66,6 +66,26 @@ impl Env {
         self.kubectl.ok(args)
     }
 
+    /// Upgrades the services release to the broken set with `mode`
+    /// (`--wait` or `--atomic`) and a 20 s timeout; fails the test unless
+    /// helm fails the upgrade as helm does. Returns helm's stderr.
+    fn upgrade_to_broken_services(&self, mode: &str) -> String {
+        let out = self.helm(&[
+            "upgrade",
+            "kleidia-services",
+            &chart("1.1.0-broken", "kleidia-services"),
+            "-n",
+            "kleidia",
+            mode,
+            "--timeout",
+            "20s",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "upgrade {mode} to 1.1.0-broken");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.starts_with("Error: UPGRADE FAILED: "), "{err}");
+        err
+    }
+
     /// `sql` run by psql in the data release's PostgreSQL pod, as the
     /// application's user; returns the unaligned tuples.
     fn psql(&self, sql: &str) -> String {
@@ -376,19 +396,7 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
     assert_eq!(records[2].1["chart"]["metadata"]["version"], "1.0.0");
 
     // The broken set: --wait gives up after the timeout, like helm.
-    let out = env.helm(&[
-        "upgrade",
-        "kleidia-services",
-        &chart("1.1.0-broken", "kleidia-services"),
-        "-n",
-        "kleidia",
-        "--wait",
-        "--timeout",
-        "20s",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("Error: UPGRADE FAILED: "), "{err}");
+    env.upgrade_to_broken_services("--wait");
     let records = env.release_records("kleidia-services");
     assert_eq!(records.last().unwrap().1["info"]["status"], "failed");
     assert_eq!(
@@ -397,19 +405,7 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
     );
 
     // --atomic: the failed upgrade is rolled back.
-    let out = env.helm(&[
-        "upgrade",
-        "kleidia-services",
-        &chart("1.1.0-broken", "kleidia-services"),
-        "-n",
-        "kleidia",
-        "--atomic",
-        "--timeout",
-        "20s",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("Error: UPGRADE FAILED: "), "{err}");
+    let err = env.upgrade_to_broken_services("--atomic");
     assert!(err.contains("rolled back"), "{err}");
     let status: Value = serde_json::from_str(&env.helm_ok(&[
         "status",

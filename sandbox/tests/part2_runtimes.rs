@@ -228,6 +228,21 @@ fn openbao_container(dir: &Path, pod: &str) -> ContainerRef {
     c
 }
 
+/// `env BAO_TOKEN=<token> bao <args>` in OpenBao container `c`; fails the
+/// test, naming `what`, unless it exits 0. Returns stdout.
+async fn bao(
+    rt: &dyn ImageRuntime,
+    c: &ContainerRef,
+    token: &str,
+    args: &[&str],
+    what: &str,
+) -> String {
+    let with_token = format!("BAO_TOKEN={token}");
+    let mut cmd = vec!["env", with_token.as_str(), "bao"];
+    cmd.extend_from_slice(args);
+    exec(rt, c, &cmd, None).await.ok(what)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openbao_raft_unsealed_snapshot_via_exec_and_restart() {
     use kleidia_sandbox::runtimes::openbao::{OpenBaoRuntime, OpenBaoStorage, root_token};
@@ -263,39 +278,22 @@ async fn openbao_raft_unsealed_snapshot_via_exec_and_restart() {
         std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let with_token = format!("BAO_TOKEN={token}");
-    exec(
+    bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "secrets",
-            "enable",
-            "-path=secret",
-            "kv-v2",
-        ],
-        None,
+        &token,
+        &["secrets", "enable", "-path=secret", "kv-v2"],
+        "enable kv",
     )
-    .await
-    .ok("enable kv");
-    exec(
+    .await;
+    bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "kv",
-            "put",
-            "secret/kleidia",
-            "answer=42",
-        ],
-        None,
+        &token,
+        &["kv", "put", "secret/kleidia", "answer=42"],
+        "kv put",
     )
-    .await
-    .ok("kv put");
+    .await;
 
     // A snapshot saved inside the pod, the way the runbook does it.
     let script =
@@ -312,22 +310,14 @@ async fn openbao_raft_unsealed_snapshot_via_exec_and_restart() {
     // Restart: unseals by itself and the secret is still there.
     rt.stop(&c).await;
     rt.start(&c).await.expect("openbao restarts");
-    let got = exec(
+    let got = bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "kv",
-            "get",
-            "-field=answer",
-            "secret/kleidia",
-        ],
-        None,
+        &token,
+        &["kv", "get", "-field=answer", "secret/kleidia"],
+        "kv get after restart",
     )
-    .await
-    .ok("kv get after restart");
+    .await;
     assert_eq!(got.trim(), "42");
 
     // Port 8200 reaches the HTTP API.
@@ -361,58 +351,34 @@ async fn openbao_file_storage_keeps_secrets_across_restarts() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["storage_type"], "file");
     assert_eq!(status["sealed"], false);
-    let with_token = format!("BAO_TOKEN={}", root_token(&c).unwrap());
-    exec(
+    let token = root_token(&c).unwrap();
+    bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "secrets",
-            "enable",
-            "-path=secret",
-            "kv",
-        ],
-        None,
+        &token,
+        &["secrets", "enable", "-path=secret", "kv"],
+        "enable kv",
     )
-    .await
-    .ok("enable kv");
-    exec(
+    .await;
+    bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "kv",
-            "put",
-            "secret/a",
-            "v=file-ok",
-        ],
-        None,
+        &token,
+        &["kv", "put", "secret/a", "v=file-ok"],
+        "put",
     )
-    .await
-    .ok("put");
+    .await;
     rt.stop(&c).await;
     assert!(!rt.ready(&c).await);
     rt.start(&c).await.expect("restart");
-    let v = exec(
+    let v = bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "kv",
-            "get",
-            "-field=v",
-            "secret/a",
-        ],
-        None,
+        &token,
+        &["kv", "get", "-field=v", "secret/a"],
+        "get",
     )
-    .await
-    .ok("get");
+    .await;
     assert_eq!(v.trim(), "file-ok");
     // A raft runtime refuses the file-storage data with a clear message.
     let raft = OpenBaoRuntime::new(OpenBaoStorage::Raft);

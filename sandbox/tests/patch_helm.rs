@@ -151,6 +151,22 @@ fn assert_release(secret: &Value, revision: u32, status: &str) {
     assert!(!bytes.is_empty(), "the release record is not empty");
 }
 
+/// The objects are as the first revision's values render them: the app at
+/// image 1 with its sidecar, and the extra config key.
+fn assert_first_values_rendered(sb: &Sandbox, after: &str) {
+    let web = get(sb, &registry::DEPLOYMENTS, "demo-web");
+    assert_eq!(
+        container_images(&web),
+        ["example/app:1", "example/sidecar:1"],
+        "demo-web's images after {after}"
+    );
+    let cfg = get(sb, &registry::CONFIGMAPS, "demo-cfg");
+    assert_eq!(
+        cfg["data"]["extra"], "yes",
+        "demo-cfg's extra key after {after}"
+    );
+}
+
 #[test]
 fn helm_installs_upgrades_rolls_back_and_uninstalls_a_chart() {
     let sb = Sandbox::start(SandboxOptions {
@@ -162,13 +178,7 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_a_chart() {
 
     helm.run("install", r#"{"image": "example/app:1"}"#);
     assert_release(&release_secret(&sb, 1), 1, "deployed");
-    let web = get(&sb, &registry::DEPLOYMENTS, "demo-web");
-    assert_eq!(
-        container_images(&web),
-        ["example/app:1", "example/sidecar:1"]
-    );
-    let cfg = get(&sb, &registry::CONFIGMAPS, "demo-cfg");
-    assert_eq!(cfg["data"]["extra"], "yes");
+    assert_first_values_rendered(&sb, "install");
 
     // The next revision drops the sidecar and the extra key: server-side
     // apply removes what only Helm owned and no longer applies.
@@ -189,13 +199,7 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_a_chart() {
 
     helm.run("rollback", "1");
     assert_release(&release_secret(&sb, 3), 3, "deployed");
-    let web = get(&sb, &registry::DEPLOYMENTS, "demo-web");
-    assert_eq!(
-        container_images(&web),
-        ["example/app:1", "example/sidecar:1"]
-    );
-    let cfg = get(&sb, &registry::CONFIGMAPS, "demo-cfg");
-    assert_eq!(cfg["data"]["extra"], "yes");
+    assert_first_values_rendered(&sb, "rollback to revision 1");
 
     // Uninstall deletes the objects and the release records (client-go
     // sends DeleteOptions as protobuf).

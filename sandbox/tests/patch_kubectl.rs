@@ -9,7 +9,7 @@ mod support;
 
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
 use serde_json::Value;
-use support::Kubectl;
+use support::{Kubectl, entry, managers};
 
 fn sandbox() -> Sandbox {
     Sandbox::start(SandboxOptions {
@@ -17,27 +17,6 @@ fn sandbox() -> Sandbox {
         ..SandboxOptions::default()
     })
     .expect("sandbox starts")
-}
-
-fn managers(obj: &Value) -> Vec<(String, String)> {
-    obj["metadata"]["managedFields"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["manager"].as_str().unwrap_or_default().to_string(),
-                e["operation"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn entry<'a>(obj: &'a Value, manager: &str) -> &'a Value {
-    obj["metadata"]["managedFields"]
-        .as_array()
-        .and_then(|a| a.iter().find(|e| e["manager"] == manager))
-        .unwrap_or_else(|| panic!("no managedFields entry for {manager} in {obj}"))
 }
 
 const WEB_V1: &str = r#"

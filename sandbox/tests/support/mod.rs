@@ -166,6 +166,30 @@ impl Kubectl {
     }
 }
 
+/// The (manager, operation) of each `managedFields` entry of `obj`.
+pub fn managers(obj: &Value) -> Vec<(String, String)> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap_or_default().to_string(),
+                e["operation"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The `managedFields` entry of `manager` in `obj`; fails the test when
+/// there is none.
+pub fn entry<'a>(obj: &'a Value, manager: &str) -> &'a Value {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["manager"] == manager))
+        .unwrap_or_else(|| panic!("no managedFields entry for {manager} in {obj}"))
+}
+
 /// What a command run in a container through [`exec`] gave.
 pub struct ExecOutput {
     pub outcome: ExecOutcome,
