@@ -781,20 +781,13 @@ pub(crate) fn log_line(path: &Path, msg: &str) {
     }
 }
 
-/// Writes a file only its owner can read (0600), replacing any old one.
+/// Writes a file only its owner can read (0600), replacing any old one,
+/// creating its folder first.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    crate::kubeconfig::write_private(path, bytes)
 }
 
 /// Maps an absolute path argument (`/tmp/x`, `--file=/tmp/x`) into the
