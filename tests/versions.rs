@@ -413,30 +413,19 @@ fn rejected_credentials_are_reported_as_401() {
 fn failed_and_pending_releases_are_shown_with_history() {
     let c = Cluster::start_with(Default::default());
     let ns = "kleidia";
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-platform", 1, "1.0.0", "2.4.1", ""),
-    );
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-data", 1, "1.0.0", "15.4", "").status("superseded"),
-    );
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-data", 2, "1.1.0", "15.6", "").status("failed"),
-    );
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-services", 1, "1.0.0", "1.0.0", "").status("superseded"),
-    );
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-services", 2, "1.0.0", "1.0.0", "").status("superseded"),
-    );
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-services", 3, "1.1.0", "1.1.0", "").status("pending-upgrade"),
-    );
+    for (release, revision, chart, app, status) in [
+        ("kleidia-platform", 1, "1.0.0", "2.4.1", "deployed"),
+        ("kleidia-data", 1, "1.0.0", "15.4", "superseded"),
+        ("kleidia-data", 2, "1.1.0", "15.6", "failed"),
+        ("kleidia-services", 1, "1.0.0", "1.0.0", "superseded"),
+        ("kleidia-services", 2, "1.0.0", "1.0.0", "superseded"),
+        ("kleidia-services", 3, "1.1.0", "1.1.0", "pending-upgrade"),
+    ] {
+        c.store_release_secret(
+            ns,
+            &ReleaseFixture::new(release, revision, chart, app, "").status(status),
+        );
+    }
 
     let out = versions(&c, &["-o", "yaml", "--history", "--timeout", "20s"])
         .assert()
