@@ -56,20 +56,7 @@ fn install_demo_brings_up_the_three_releases_with_real_software() {
     assert_eq!(health["database"], "connected");
 
     // The runbook's database check.
-    let version = k.ok(&[
-        "exec",
-        "kleidia-data-postgres-cluster-0",
-        "-n",
-        "kleidia",
-        "--",
-        "psql",
-        "-U",
-        "yubiuser",
-        "-d",
-        "kleidia",
-        "-c",
-        "SELECT version();",
-    ]);
+    let version = k.demo_psql(&["-c", "SELECT version();"]);
     assert!(version.contains("PostgreSQL"), "{version}");
 
     // The runbook's OpenBao backup: a raft snapshot saved inside the pod,

@@ -89,20 +89,7 @@ impl Env {
     /// `sql` run by psql in the data release's PostgreSQL pod, as the
     /// application's user; returns the unaligned tuples.
     fn psql(&self, sql: &str) -> String {
-        self.kubectl(&[
-            "exec",
-            "kleidia-data-postgres-cluster-0",
-            "-n",
-            "kleidia",
-            "--",
-            "psql",
-            "-U",
-            "yubiuser",
-            "-d",
-            "kleidia",
-            "-tAc",
-            sql,
-        ])
+        self.kubectl.demo_psql(&["-tAc", sql])
     }
 
     /// `<program> status -format=json` (`vault` or `bao`) in the OpenBao pod.

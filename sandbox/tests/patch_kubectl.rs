@@ -11,12 +11,16 @@ use kleidia_sandbox::server::{Sandbox, SandboxOptions};
 use serde_json::Value;
 use support::{Kubectl, entry, managers};
 
-fn sandbox() -> Sandbox {
-    Sandbox::start(SandboxOptions {
+/// A sandbox without controllers (nothing but kubectl changes objects),
+/// and kubectl for it.
+fn start() -> (Sandbox, Kubectl) {
+    let sb = Sandbox::start(SandboxOptions {
         controllers: false,
         ..SandboxOptions::default()
     })
-    .expect("sandbox starts")
+    .expect("sandbox starts");
+    let k = Kubectl::new(&sb);
+    (sb, k)
 }
 
 const WEB_V1: &str = r#"
@@ -80,8 +84,7 @@ spec:
 /// last-applied annotation; the server must turn it into the new manifest.
 #[test]
 fn client_side_apply_updates_keyed_lists_and_retained_keys() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     let v1 = k.file("web-v1.yaml", WEB_V1);
     k.quiet(&["apply", "-f", &v1]);
     let v2 = k.file("web-v2.yaml", WEB_V2);
@@ -105,8 +108,7 @@ fn client_side_apply_updates_keyed_lists_and_retained_keys() {
 
 #[test]
 fn kubectl_patch_strategic_merge_and_json() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     let v1 = k.file("web-v1.yaml", WEB_V1);
     k.ok(&["apply", "-f", &v1]);
     let ns = ["-n", "kleidia"];
@@ -167,8 +169,7 @@ data: {mode: green}
 
 #[test]
 fn server_side_apply_two_managers_conflict_and_force() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     let alpha = k.file("alpha.yaml", CM_ALPHA);
     let beta = k.file("beta.yaml", CM_BETA);
     k.ok(&[
@@ -250,8 +251,7 @@ fn server_side_apply_two_managers_conflict_and_force() {
 
 #[test]
 fn openapi_documents_answer_kubectl() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     let root: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/openapi/v3"])).unwrap();
     let url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
         .as_str()
@@ -278,8 +278,7 @@ fn openapi_documents_answer_kubectl() {
 /// patching managedFields), so fields dropped from the file are pruned.
 #[test]
 fn server_side_apply_takes_over_client_side_apply() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     let both = k.file(
         "both.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: moved, namespace: kleidia}\ndata: {a: \"1\", b: \"2\"}\n",
@@ -323,8 +322,7 @@ fn server_side_apply_takes_over_client_side_apply() {
 /// kubectl's `create <kind>` commands send Kubernetes protobuf bodies.
 #[test]
 fn kubectl_create_sends_protobuf_the_server_decodes() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     k.quiet(&[
         "create",
         "deployment",

@@ -146,6 +146,26 @@ impl Kubectl {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// psql in the demo's PostgreSQL pod (`kleidia-data-postgres-cluster-0`
+    /// in namespace kleidia) as `yubiuser` on database `kleidia`, with
+    /// `args` after those (`-c <sql>`, `-tAc <sql>`); returns stdout.
+    pub fn demo_psql(&self, args: &[&str]) -> String {
+        let mut all = vec![
+            "exec",
+            "kleidia-data-postgres-cluster-0",
+            "-n",
+            "kleidia",
+            "--",
+            "psql",
+            "-U",
+            "yubiuser",
+            "-d",
+            "kleidia",
+        ];
+        all.extend_from_slice(args);
+        self.ok(&all)
+    }
+
     /// `args` with `-o json`, parsed.
     pub fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
