@@ -1018,10 +1018,7 @@ pub(crate) async fn delegate_to_shell(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
+    use crate::runtimes::test_args as s;
 
     #[test]
     fn simple_commands_behind_env_and_sh() {
