@@ -534,6 +534,20 @@ pub fn select_pods<'a>(selector: &Selector, pods: &'a [PodInfo]) -> Vec<&'a PodI
     out
 }
 
+/// The container scoring highest (above 0) in `ws`, with its workload;
+/// between equal scores the workload whose name sorts first wins.
+fn best_container(
+    ws: &[Workload],
+    score: impl Fn(&Workload, &ContainerSpec) -> u8,
+) -> Option<(&Workload, &ContainerSpec)> {
+    let score = &score;
+    ws.iter()
+        .flat_map(|w| w.containers.iter().map(move |c| (score(w, c), w, c)))
+        .filter(|(s, _, _)| *s > 0)
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.name.cmp(&a.1.name)))
+        .map(|(_, w, c)| (w, c))
+}
+
 /// The one pod of `workload` to talk to: a StatefulSet's ordinal 0, a
 /// CloudNativePG cluster's primary, else the first ready pod.
 fn pick_pod(
@@ -689,20 +703,13 @@ pub fn discover_postgres(
     pins: &PostgresPins,
 ) -> Result<PostgresTarget, TopologyError> {
     let ws = workloads(objects);
-    let best = ws
-        .iter()
-        .flat_map(|w| {
-            w.containers.iter().map(move |c| {
-                let score = if w.kind == WorkloadKind::CnpgCluster {
-                    100
-                } else {
-                    postgres_score(c)
-                };
-                (score, w, c)
-            })
-        })
-        .filter(|(s, _, _)| *s > 0)
-        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.name.cmp(&a.1.name)));
+    let best = best_container(&ws, |w, c| {
+        if w.kind == WorkloadKind::CnpgCluster {
+            100
+        } else {
+            postgres_score(c)
+        }
+    });
 
     let pinned_pod = pod_from_pins(
         pins.pod.as_deref(),
@@ -713,7 +720,7 @@ pub fn discover_postgres(
         "postgres",
     )?;
 
-    let Some((_, workload, container)) = best else {
+    let Some((workload, container)) = best else {
         // Without a workload, pins must say everything.
         if let (Some(pod), Some(user)) = (pinned_pod.clone(), pins.user.clone()) {
             return Ok(PostgresTarget {
@@ -733,10 +740,7 @@ pub fn discover_postgres(
         });
     };
 
-    let pod = match pinned_pod {
-        Some(p) => p,
-        None => pick_pod(workload, pods, namespace)?,
-    };
+    let pod = pinned_pod.map_or_else(|| pick_pod(workload, pods, namespace), Ok)?;
 
     let (env_user, env_db) = if workload.kind == WorkloadKind::CnpgCluster {
         // CloudNativePG pods allow the `postgres` superuser over the local
@@ -877,15 +881,7 @@ pub fn discover_openbao(
     pins: &OpenbaoPins,
 ) -> Result<OpenbaoTarget, TopologyError> {
     let ws = workloads(objects);
-    let best = ws
-        .iter()
-        .flat_map(|w| {
-            w.containers
-                .iter()
-                .map(move |c| (openbao_score(w, c), w, c))
-        })
-        .filter(|(s, _, _)| *s > 0)
-        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.name.cmp(&a.1.name)));
+    let best = best_container(&ws, openbao_score);
     let pinned_pod = pod_from_pins(
         pins.pod.as_deref(),
         pins.selector.as_deref(),
@@ -894,7 +890,7 @@ pub fn discover_openbao(
         "OpenBao",
         "openbao",
     )?;
-    let Some((_, workload, container)) = best else {
+    let Some((workload, container)) = best else {
         if let Some(pod) = pinned_pod {
             return Ok(OpenbaoTarget {
                 workload: "pinned".into(),
@@ -911,10 +907,7 @@ pub fn discover_openbao(
             pin_hint: "openbao.pod or openbao.selector",
         });
     };
-    let pod = match pinned_pod {
-        Some(p) => p,
-        None => pick_pod(workload, pods, namespace)?,
-    };
+    let pod = pinned_pod.map_or_else(|| pick_pod(workload, pods, namespace), Ok)?;
     let port = container
         .ports
         .iter()
@@ -1021,6 +1014,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// PostgreSQL discovered in release `kleidia-data`, namespace
+    /// `kleidia`, without chart values.
+    fn postgres_in_data(
+        objs: &[ManifestObject],
+        pods: &[PodInfo],
+        pins: &PostgresPins,
+    ) -> Result<PostgresTarget, TopologyError> {
+        discover_postgres("kleidia-data", objs, &Value::Null, pods, "kleidia", pins)
+    }
+
     fn pod(name: &str, labels: &[(&str, &str)], ready: bool) -> PodInfo {
         PodInfo {
             name: name.into(),
@@ -1102,15 +1105,7 @@ spec:
             ),
             pod("other-0", &[("app", "other")], true),
         ];
-        let t = discover_postgres(
-            "kleidia-data",
-            &objs,
-            &Value::Null,
-            &pods,
-            "kleidia",
-            &Default::default(),
-        )
-        .unwrap();
+        let t = postgres_in_data(&objs, &pods, &Default::default()).unwrap();
         assert_eq!(
             t,
             PostgresTarget {
@@ -1254,8 +1249,7 @@ spec:
             user: Some("admin".into()),
             database: Some("db2".into()),
         };
-        let t = discover_postgres("kleidia-data", &objs, &Value::Null, &pods, "kleidia", &pins)
-            .unwrap();
+        let t = postgres_in_data(&objs, &pods, &pins).unwrap();
         assert_eq!(
             (
                 t.pod.as_str(),
@@ -1269,8 +1263,7 @@ spec:
             pod: Some("ghost-0".into()),
             ..Default::default()
         };
-        let err = discover_postgres("kleidia-data", &objs, &Value::Null, &pods, "kleidia", &pins)
-            .unwrap_err();
+        let err = postgres_in_data(&objs, &pods, &pins).unwrap_err();
         assert!(err.to_string().contains("ghost-0"), "{err}");
         assert!(err.to_string().contains("postgres.pod"), "{err}");
     }
@@ -1279,15 +1272,7 @@ spec:
     fn missing_postgres_names_what_was_found() {
         let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: web, image: nginx:1}]}\n";
         let objs = parse_manifest("kleidia-data", manifest).unwrap();
-        let err = discover_postgres(
-            "kleidia-data",
-            &objs,
-            &Value::Null,
-            &[],
-            "kleidia",
-            &Default::default(),
-        )
-        .unwrap_err();
+        let err = postgres_in_data(&objs, &[], &Default::default()).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("Deployment web") && msg.contains("nginx:1"),
@@ -1299,15 +1284,7 @@ spec:
     #[test]
     fn no_pods_is_reported_with_the_selector() {
         let objs = parse_manifest("kleidia-data", DEMO_DATA).unwrap();
-        let err = discover_postgres(
-            "kleidia-data",
-            &objs,
-            &Value::Null,
-            &[],
-            "kleidia",
-            &Default::default(),
-        )
-        .unwrap_err();
+        let err = postgres_in_data(&objs, &[], &Default::default()).unwrap_err();
         assert!(err.to_string().contains("app=postgres-cluster"), "{err}");
     }
 

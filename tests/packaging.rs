@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_yaml_ng::Value;
 
@@ -19,6 +19,22 @@ fn yaml(path: &str) -> Value {
 
 fn executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+/// `<plugin_dir>/<script>` as Helm runs it: `HELM_PLUGIN_DIR` set, and
+/// `path` as PATH.
+fn plugin_script(plugin_dir: &Path, script: &str, path: &str) -> Command {
+    let mut cmd = Command::new(plugin_dir.join(script));
+    cmd.env("HELM_PLUGIN_DIR", plugin_dir).env("PATH", path);
+    cmd
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A copy of plugins/helm-kleidia outside the checkout, as Helm installs it.
@@ -68,38 +84,24 @@ fn install_hook_takes_a_prebuilt_binary_and_the_launcher_runs_it() {
     let plugin_dir = installed_copy(dir.path());
     let built = assert_cmd::cargo::cargo_bin("helm-kleidia");
 
-    let out = Command::new(plugin_dir.join("install-binary.sh"))
-        .env("HELM_PLUGIN_DIR", &plugin_dir)
+    let out = plugin_script(&plugin_dir, "install-binary.sh", "/usr/bin:/bin")
         .env("KLEIDIA_BINARY", &built)
-        .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(executable(&plugin_dir.join("bin/helm-kleidia")));
 
     // Helm runs the manifest's command with the plugin's arguments and its
     // environment; the launcher passes both through.
-    let out = Command::new(plugin_dir.join("run.sh"))
+    let out = plugin_script(&plugin_dir, "run.sh", "/usr/bin:/bin")
         .arg("--version")
-        .env("HELM_PLUGIN_DIR", &plugin_dir)
-        .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
-    let out = Command::new(plugin_dir.join("run.sh"))
+    let out = plugin_script(&plugin_dir, "run.sh", "/usr/bin:/bin")
         .args(["versions", "--kubeconfig", "/nonexistent/kc"])
-        .env("HELM_PLUGIN_DIR", &plugin_dir)
         .env("HELM_KUBECONTEXT", "from-helm")
-        .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -118,30 +120,24 @@ fn launcher_falls_back_to_path_and_says_what_is_missing() {
         path_dir.join("helm-kleidia"),
     )
     .unwrap();
-    let out = Command::new(plugin_dir.join("run.sh"))
-        .arg("--version")
-        .env("HELM_PLUGIN_DIR", &plugin_dir)
-        .env("PATH", format!("{}:/usr/bin:/bin", path_dir.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = plugin_script(
+        &plugin_dir,
+        "run.sh",
+        &format!("{}:/usr/bin:/bin", path_dir.display()),
+    )
+    .arg("--version")
+    .output()
+    .unwrap();
+    assert_success(&out);
 
     // Nowhere: both scripts fail and say what to do.
-    let out = Command::new(plugin_dir.join("run.sh"))
-        .env("HELM_PLUGIN_DIR", &plugin_dir)
-        .env("PATH", "/usr/bin:/bin")
+    let out = plugin_script(&plugin_dir, "run.sh", "/usr/bin:/bin")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("install-binary.sh"));
-    let out = Command::new(plugin_dir.join("install-binary.sh"))
-        .env("HELM_PLUGIN_DIR", &plugin_dir)
+    let out = plugin_script(&plugin_dir, "install-binary.sh", "/usr/bin:/bin")
         .env_remove("KLEIDIA_BINARY")
-        .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

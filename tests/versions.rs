@@ -38,6 +38,28 @@ fn install_demo(c: &Cluster, ns: &str) -> Vec<ReleaseFixture> {
     releases
 }
 
+/// `kubectl-kleidia versions <args> --kubeconfig <the sandbox's>`.
+fn versions(c: &Cluster, args: &[&str]) -> assert_cmd::Command {
+    let mut cmd = plugin("kubectl-kleidia");
+    cmd.arg("versions")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig());
+    cmd
+}
+
+/// `kubectl get --raw <path>` with real kubectl, parsed as JSON.
+fn raw_json(c: &Cluster, path: &str) -> Value {
+    let out = kubectl(c.kubeconfig(), &["get", "--raw", path]);
+    assert!(
+        out.status.success(),
+        "kubectl get --raw {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("kubectl get --raw {path} did not print JSON: {e}"))
+}
+
 /// What the pod's real PostgreSQL server answers to the runbook's check,
 /// asked directly over its socket with the host's psql.
 fn server_psql_version(c: &Cluster, ns: &str, pod: &str, user: &str, db: &str) -> String {
@@ -103,9 +125,7 @@ fn versions_json_matches_the_cluster() {
     let c = Cluster::start();
     install_demo(&c, "kleidia");
 
-    let out = plugin("kubectl-kleidia")
-        .args(["versions", "-o", "json", "--kubeconfig"])
-        .arg(c.kubeconfig())
+    let out = versions(&c, &["-o", "json"])
         .env("HELM_BIN", support::helm_bin())
         .assert();
     let report = json_of(&out);
@@ -167,20 +187,10 @@ fn versions_json_matches_the_cluster() {
 
     // OpenBao: its own seal status, read with real kubectl through the pod
     // proxy.
-    let raw = kubectl(
-        c.kubeconfig(),
-        &[
-            "get",
-            "--raw",
-            "/api/v1/namespaces/kleidia/pods/kleidia-platform-openbao-0:8200/proxy/v1/sys/seal-status",
-        ],
+    let bao = raw_json(
+        &c,
+        "/api/v1/namespaces/kleidia/pods/kleidia-platform-openbao-0:8200/proxy/v1/sys/seal-status",
     );
-    assert!(
-        raw.status.success(),
-        "kubectl get --raw seal-status: {}",
-        String::from_utf8_lossy(&raw.stderr)
-    );
-    let bao: Value = serde_json::from_slice(&raw.stdout).expect("seal status is JSON");
     let ob = &report["servers"]["openbao"];
     assert_eq!(ob["pod"], "kleidia-platform-openbao-0");
     assert_eq!(ob["via"], "pod proxy");
@@ -190,20 +200,10 @@ fn versions_json_matches_the_cluster() {
     assert_eq!(ob["error"], Value::Null);
 
     // Backend: the health document through the API server's service proxy.
-    let health = kubectl(
-        c.kubeconfig(),
-        &[
-            "get",
-            "--raw",
-            "/api/v1/namespaces/kleidia/services/kleidia-services-backend:8080/proxy/api/health",
-        ],
+    let health = raw_json(
+        &c,
+        "/api/v1/namespaces/kleidia/services/kleidia-services-backend:8080/proxy/api/health",
     );
-    assert!(
-        health.status.success(),
-        "kubectl get --raw health: {}",
-        String::from_utf8_lossy(&health.stderr)
-    );
-    let health: Value = serde_json::from_slice(&health.stdout).expect("health is JSON");
     let be = &report["servers"]["backend"];
     assert_eq!(be["service"], "kleidia-services-backend");
     assert_eq!(be["version"], health["version"]);
@@ -229,9 +229,7 @@ fn versions_json_matches_the_cluster() {
             ..Default::default()
         });
     let slow = json_of(
-        &plugin("kubectl-kleidia")
-            .args(["versions", "-o", "json", "--timeout", "3s", "--kubeconfig"])
-            .arg(c.kubeconfig())
+        &versions(&c, &["-o", "json", "--timeout", "3s"])
             .timeout(std::time::Duration::from_secs(60))
             .assert()
             .code(1),
@@ -258,13 +256,7 @@ fn versions_json_matches_the_cluster() {
             path_contains: Some("/proxy/api/health".into()),
             ..Default::default()
         });
-    let failing = json_of(
-        &plugin("kubectl-kleidia")
-            .args(["versions", "-o", "json", "--kubeconfig"])
-            .arg(c.kubeconfig())
-            .assert()
-            .code(1),
-    );
+    let failing = json_of(&versions(&c, &["-o", "json"]).assert().code(1));
     let err = failing["servers"]["backend"]["error"].as_str().unwrap();
     assert!(err.contains("500"), "{err}");
     assert_eq!(failing["servers"]["postgresql"]["error"], Value::Null);
@@ -360,9 +352,7 @@ fn helm_environment_targets_and_flags_override() {
 #[test]
 fn namespace_without_releases_says_what_was_looked_for() {
     let c = Cluster::start_with(Default::default());
-    plugin("kubectl-kleidia")
-        .args(["versions", "-n", "default", "--kubeconfig"])
-        .arg(c.kubeconfig())
+    versions(&c, &["-n", "default"])
         .assert()
         .code(1)
         .stdout(predicate::str::is_empty())
@@ -375,9 +365,7 @@ fn namespace_without_releases_says_what_was_looked_for() {
                 .and(predicate::str::contains("--data-release")),
         );
     // Release names from flags are the ones looked for.
-    plugin("kubectl-kleidia")
-        .args(["versions", "--data-release", "db", "--kubeconfig"])
-        .arg(c.kubeconfig())
+    versions(&c, &["--data-release", "db"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
@@ -395,16 +383,11 @@ fn forbidden_secrets_name_the_missing_permission() {
         ]),
         ..Default::default()
     });
-    plugin("kubectl-kleidia")
-        .args(["versions", "--kubeconfig"])
-        .arg(c.kubeconfig())
-        .assert()
-        .code(1)
-        .stderr(
-            predicate::str::contains("may not list secrets in namespace kleidia")
-                .and(predicate::str::contains("403"))
-                .and(predicate::str::contains("docs/rbac.yaml")),
-        );
+    versions(&c, &[]).assert().code(1).stderr(
+        predicate::str::contains("may not list secrets in namespace kleidia")
+            .and(predicate::str::contains("403"))
+            .and(predicate::str::contains("docs/rbac.yaml")),
+    );
 }
 
 #[test]
@@ -430,42 +413,21 @@ fn rejected_credentials_are_reported_as_401() {
 fn failed_and_pending_releases_are_shown_with_history() {
     let c = Cluster::start_with(Default::default());
     let ns = "kleidia";
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-platform", 1, "1.0.0", "2.4.1", ""),
-    );
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-data", 1, "1.0.0", "15.4", "").status("superseded"),
-    );
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-data", 2, "1.1.0", "15.6", "").status("failed"),
-    );
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-services", 1, "1.0.0", "1.0.0", "").status("superseded"),
-    );
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-services", 2, "1.0.0", "1.0.0", "").status("superseded"),
-    );
-    c.store_release_secret(
-        ns,
-        &ReleaseFixture::new("kleidia-services", 3, "1.1.0", "1.1.0", "").status("pending-upgrade"),
-    );
+    for (release, revision, chart, app, status) in [
+        ("kleidia-platform", 1, "1.0.0", "2.4.1", "deployed"),
+        ("kleidia-data", 1, "1.0.0", "15.4", "superseded"),
+        ("kleidia-data", 2, "1.1.0", "15.6", "failed"),
+        ("kleidia-services", 1, "1.0.0", "1.0.0", "superseded"),
+        ("kleidia-services", 2, "1.0.0", "1.0.0", "superseded"),
+        ("kleidia-services", 3, "1.1.0", "1.1.0", "pending-upgrade"),
+    ] {
+        c.store_release_secret(
+            ns,
+            &ReleaseFixture::new(release, revision, chart, app, "").status(status),
+        );
+    }
 
-    let out = plugin("kubectl-kleidia")
-        .args([
-            "versions",
-            "-o",
-            "yaml",
-            "--history",
-            "--timeout",
-            "20s",
-            "--kubeconfig",
-        ])
-        .arg(c.kubeconfig())
+    let out = versions(&c, &["-o", "yaml", "--history", "--timeout", "20s"])
         .assert()
         .code(1);
     let r: Value = serde_yaml_ng::from_slice(&out.get_output().stdout).unwrap();
@@ -497,16 +459,11 @@ fn failed_and_pending_releases_are_shown_with_history() {
     assert_eq!(r["ok"], false);
 
     // The table shows them too.
-    plugin("kubectl-kleidia")
-        .args(["versions", "--timeout", "20s", "--kubeconfig"])
-        .arg(c.kubeconfig())
-        .assert()
-        .code(1)
-        .stdout(
-            predicate::str::contains("pending-upgrade")
-                .and(predicate::str::contains("failed"))
-                .and(predicate::str::contains("\x1b").not()),
-        );
+    versions(&c, &["--timeout", "20s"]).assert().code(1).stdout(
+        predicate::str::contains("pending-upgrade")
+            .and(predicate::str::contains("failed"))
+            .and(predicate::str::contains("\x1b").not()),
+    );
 }
 
 #[test]
@@ -545,9 +502,7 @@ fn configmap_driver_and_corrupt_records() {
 
     // The default (secret) driver finds the corrupt record and names it.
     let r = json_of(
-        &plugin("kubectl-kleidia")
-            .args(["versions", "-o", "json", "--timeout", "20s", "--kubeconfig"])
-            .arg(c.kubeconfig())
+        &versions(&c, &["-o", "json", "--timeout", "20s"])
             .assert()
             .code(1),
     );
@@ -570,9 +525,7 @@ fn renamed_postgres_is_discovered_and_failing_probes_stay_in_their_rows() {
     );
     c.wait_for_ready_pods(ns, 1);
 
-    let out = plugin("kubectl-kleidia")
-        .args(["versions", "-o", "json", "--timeout", "30s", "--kubeconfig"])
-        .arg(c.kubeconfig())
+    let out = versions(&c, &["-o", "json", "--timeout", "30s"])
         .assert()
         .code(1);
     let r = json_of(&out);
@@ -774,15 +727,10 @@ fn demo_charts_installed_by_real_helm() {
     let seal: Value = serde_json::from_str(body).unwrap();
     assert_eq!(seal["version"], bao["version"]);
     assert_eq!(s["backend"]["service"], "kleidia-services-backend");
-    let health = kubectl(
-        c.kubeconfig(),
-        &[
-            "get",
-            "--raw",
-            "/api/v1/namespaces/kleidia/services/kleidia-services-backend:8080/proxy/api/health",
-        ],
+    let health = raw_json(
+        &c,
+        "/api/v1/namespaces/kleidia/services/kleidia-services-backend:8080/proxy/api/health",
     );
-    let health: Value = serde_json::from_slice(&health.stdout).expect("health is JSON");
     assert_eq!(s["backend"]["version"], health["version"]);
     assert_eq!(report["ok"], true, "{report}");
     out.code(0);

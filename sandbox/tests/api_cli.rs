@@ -1,10 +1,28 @@
 //! The `kleidia-sandbox` command: up --detach, env, fault, down.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use std::process::{Command, Output};
+
+use support::Kubectl;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kleidia-sandbox"))
+}
+
+/// Runs `kleidia-sandbox args`; fails the test unless it succeeds, showing
+/// its stderr.
+fn cli_ok(args: &[&str]) -> Output {
+    let out = bin().args(args).output().expect("kleidia-sandbox runs");
+    assert!(
+        out.status.success(),
+        "kleidia-sandbox {} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 #[test]
@@ -12,15 +30,7 @@ fn up_detached_env_fault_and_down() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("sb");
     let ds = d.to_str().unwrap();
-    let out = bin()
-        .args(["up", "--dir", ds, "--detach", "--empty"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cli_ok(&["up", "--dir", ds, "--detach", "--empty"]);
     let exports = String::from_utf8(out.stdout).unwrap();
     let kubeconfig = d.canonicalize().unwrap().join("kubeconfig");
     assert!(
@@ -47,51 +57,28 @@ fn up_detached_env_fault_and_down() {
     let token = token_line.split(':').nth(1).unwrap().trim();
     assert!(!exports.contains(token), "the token never reaches stdout");
 
-    let out = bin().args(["env", "--dir", ds]).output().unwrap();
-    assert!(out.status.success());
+    let out = cli_ok(&["env", "--dir", ds]);
     assert_eq!(String::from_utf8(out.stdout).unwrap(), exports);
 
-    let out = bin()
-        .args([
-            "fault",
-            "--dir",
-            ds,
-            "--error-rate",
-            "1",
-            "--error-code",
-            "429",
-            "--path",
-            "/secrets",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cli_ok(&[
+        "fault",
+        "--dir",
+        ds,
+        "--error-rate",
+        "1",
+        "--error-code",
+        "429",
+        "--path",
+        "/secrets",
+    ]);
     let settings: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(settings["errorCode"], 429);
-    let out = bin()
-        .args(["fault", "--dir", ds, "--clear"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    cli_ok(&["fault", "--dir", ds, "--clear"]);
 
     // Authorization rules from a file, then back to allow-all.
-    let kubectl = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/kubectl");
-    assert!(
-        kubectl.exists(),
-        "real kubectl is missing at {}; run scripts/setup first",
-        kubectl.display()
-    );
+    let kubectl = Kubectl::with_kubeconfig(&kubeconfig);
     let can_i = || {
-        let out = Command::new(&kubectl)
-            .args(["auth", "can-i", "list", "pods"])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("HOME", dir.path())
-            .output()
-            .unwrap();
+        let out = kubectl.run(&["auth", "can-i", "list", "pods"]);
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     let rules = dir.path().join("rules.json");
@@ -100,26 +87,12 @@ fn up_detached_env_fault_and_down() {
         r#"[{"allow": false, "verbs": ["list"], "resources": ["pods"]}, {"allow": true}]"#,
     )
     .unwrap();
-    let out = bin()
-        .args(["authz", "--dir", ds, "--rules", rules.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(&["authz", "--dir", ds, "--rules", rules.to_str().unwrap()]);
     assert_eq!(can_i(), "no");
-    let out = bin().args(["authz", "--dir", ds]).output().unwrap();
-    assert!(out.status.success());
+    cli_ok(&["authz", "--dir", ds]);
     assert_eq!(can_i(), "yes");
 
-    let out = bin().args(["down", "--dir", ds]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(&["down", "--dir", ds]);
     assert!(!d.join("sandbox.json").exists());
     // SAFETY: signal 0 only checks whether the process still exists.
     assert_ne!(
@@ -212,12 +185,7 @@ fn up_installs_the_demo_and_env_drives_the_real_tools() {
         .to_string();
     assert!(!token.is_empty());
 
-    let env = bin().args(["env", "--dir", &ds]).output().unwrap();
-    assert!(
-        env.status.success(),
-        "{}",
-        String::from_utf8_lossy(&env.stderr)
-    );
+    let env = cli_ok(&["env", "--dir", &ds]);
     assert_eq!(String::from_utf8(env.stdout.clone()).unwrap(), exports);
 
     // One shell: evaluate the exports, then the runbook's commands. Each
@@ -319,12 +287,7 @@ kubectl exec -n kleidia "$db" -- psql -U yubiuser -d kleidia -tAc "SELECT v FROM
         ]
     );
 
-    let down = bin().args(["down", "--dir", &ds]).output().unwrap();
-    assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
+    let down = cli_ok(&["down", "--dir", &ds]);
     drop(guard);
     // `down` waits for the sandbox; its servers get a moment to exit.
     let needle = d.display().to_string();

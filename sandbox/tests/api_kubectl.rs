@@ -1,45 +1,17 @@
 //! Real kubectl (`.venv/bin/kubectl`, installed by `scripts/setup`)
 //! against the sandbox: discovery, get, apply, auth can-i, delete.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod support;
 
 use kleidia_sandbox::authz::Rule;
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
-
-fn kubectl_path() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/kubectl");
-    assert!(
-        p.exists(),
-        "real kubectl is missing at {}; run scripts/setup first",
-        p.display()
-    );
-    p
-}
-
-fn kubectl(sb: &Sandbox, args: &[&str]) -> Output {
-    Command::new(kubectl_path())
-        .args(args)
-        .env("KUBECONFIG", sb.kubeconfig_path())
-        .env("HOME", sb.data_dir())
-        .output()
-        .expect("kubectl runs")
-}
-
-fn ok(sb: &Sandbox, args: &[&str]) -> String {
-    let out = kubectl(sb, args);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use support::Kubectl;
 
 #[test]
 fn kubectl_gets_applies_and_checks_permissions() {
     let sb = Sandbox::start(SandboxOptions::default()).unwrap();
-    let ns = ok(&sb, &["get", "ns"]);
+    let k = Kubectl::new(&sb);
+    let ns = k.ok(&["get", "ns"]);
     let lines: Vec<&str> = ns.lines().collect();
     assert!(
         lines[0].starts_with("NAME") && lines[0].contains("STATUS"),
@@ -59,28 +31,19 @@ fn kubectl_gets_applies_and_checks_permissions() {
     )
     .unwrap();
     let m = manifest.to_str().unwrap();
-    assert_eq!(
-        ok(&sb, &["apply", "-f", m]).trim(),
-        "configmap/demo created"
-    );
-    assert_eq!(
-        ok(&sb, &["apply", "-f", m]).trim(),
-        "configmap/demo unchanged"
-    );
+    assert_eq!(k.ok(&["apply", "-f", m]).trim(), "configmap/demo created");
+    assert_eq!(k.ok(&["apply", "-f", m]).trim(), "configmap/demo unchanged");
     std::fs::write(
         &manifest,
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  labels: {app: demo}\ndata:\n  a: \"2\"\n",
     )
     .unwrap();
     assert_eq!(
-        ok(&sb, &["apply", "-f", m]).trim(),
+        k.ok(&["apply", "-f", m]).trim(),
         "configmap/demo configured"
     );
     assert_eq!(
-        ok(
-            &sb,
-            &["get", "configmap", "demo", "-o", "jsonpath={.data.a}"]
-        ),
+        k.ok(&["get", "configmap", "demo", "-o", "jsonpath={.data.a}"]),
         "2"
     );
     let stored = sb
@@ -94,10 +57,10 @@ fn kubectl_gets_applies_and_checks_permissions() {
         .unwrap();
     assert_eq!(stored["data"]["a"], "2");
     assert_eq!(
-        ok(&sb, &["apply", "--server-side", "-f", m]).trim(),
+        k.ok(&["apply", "--server-side", "-f", m]).trim(),
         "configmap/demo serverside-applied"
     );
-    let table = ok(&sb, &["get", "cm", "-l", "app=demo"]);
+    let table = k.ok(&["get", "cm", "-l", "app=demo"]);
     assert!(
         table
             .lines()
@@ -108,16 +71,16 @@ fn kubectl_gets_applies_and_checks_permissions() {
         "{table}"
     );
 
-    assert_eq!(ok(&sb, &["auth", "can-i", "list", "pods"]).trim(), "yes");
-    let whoami = ok(&sb, &["auth", "whoami"]);
+    assert_eq!(k.ok(&["auth", "can-i", "list", "pods"]).trim(), "yes");
+    let whoami = k.ok(&["auth", "whoami"]);
     assert!(whoami.contains("sandbox-user"), "{whoami}");
     sb.shared()
         .authz
         .set_rules(vec![Rule::deny(&["list"], &["pods"]), Rule::allow_all()]);
-    let out = kubectl(&sb, &["auth", "can-i", "list", "pods"]);
+    let out = k.run(&["auth", "can-i", "list", "pods"]);
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
-    let out = kubectl(&sb, &["get", "pods"]);
+    let out = k.run(&["get", "pods"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -127,10 +90,10 @@ fn kubectl_gets_applies_and_checks_permissions() {
     );
 
     assert_eq!(
-        ok(&sb, &["delete", "-f", m]).trim(),
+        k.ok(&["delete", "-f", m]).trim(),
         "configmap \"demo\" deleted from kleidia namespace"
     );
-    let out = kubectl(&sb, &["get", "cm", "demo"]);
+    let out = k.run(&["get", "cm", "demo"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("configmaps \"demo\" not found"));
 }
 
@@ -141,12 +104,7 @@ fn kubectl_with_a_wrong_token_is_refused() {
     let wrong = text.replace(sb.token(), "not-the-token");
     let path = sb.data_dir().join("wrong-token");
     std::fs::write(&path, wrong).unwrap();
-    let out = Command::new(kubectl_path())
-        .args(["get", "ns"])
-        .env("KUBECONFIG", &path)
-        .env("HOME", sb.data_dir())
-        .output()
-        .unwrap();
+    let out = Kubectl::with_kubeconfig(&path).run(&["get", "ns"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("You must be logged in to the server"), "{err}");

@@ -2,11 +2,13 @@
 //! protobuf request bodies, over HTTPS.
 
 mod api_support;
+mod support;
 
 use api_support::{Api, configmap};
 use base64::Engine;
 use kleidia_sandbox::server::SandboxOptions;
 use serde_json::{Value, json};
+use support::managers;
 
 const CMS: &str = "/api/v1/namespaces/kleidia/configmaps";
 const DEPLOYS: &str = "/apis/apps/v1/namespaces/kleidia/deployments";
@@ -110,22 +112,6 @@ fn merge_json_and_strategic_patches() {
         api.get(&format!("{DEPLOYS}/web")).json()["spec"]["replicas"],
         4
     );
-}
-
-fn managers(obj: &Value) -> Vec<(String, String)> {
-    obj["metadata"]["managedFields"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|m| {
-                    (
-                        m["manager"].as_str().unwrap().to_string(),
-                        m["operation"].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]

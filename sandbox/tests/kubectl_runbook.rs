@@ -6,76 +6,12 @@
 //! a broken-image rollout that never completes and is undone, and an exec
 //! stream cut by a fault.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::process::Stdio;
 
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
-use sha2::{Digest, Sha256};
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the sandbox crate lives in the workspace")
-        .to_path_buf()
-}
-
-fn kubectl_bin() -> PathBuf {
-    let k = workspace_root().join(".venv/bin/kubectl");
-    assert!(
-        k.is_file(),
-        "real kubectl not found at {}: run scripts/setup in the workspace root first",
-        k.display()
-    );
-    k
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    work: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(sb: &Sandbox) -> Kubectl {
-        Kubectl {
-            bin: kubectl_bin(),
-            kubeconfig: sb.kubeconfig_path().to_path_buf(),
-            work: tempfile::tempdir().expect("work dir"),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .current_dir(self.work.path())
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("kubectl runs")
-    }
-
-    /// Runs kubectl, fails the test unless it succeeds; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed ({}):\nstdout: {}\nstderr: {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.path().join(name)
-    }
-}
+use support::{Kubectl, sha256_hex};
 
 const MANIFEST: &str = r#"
 apiVersion: apps/v1
@@ -135,8 +71,20 @@ spec:
       resources: {requests: {storage: 1Gi}}
 "#;
 
-fn sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+/// `kubectl rollout status` of `what` (`kind/name`), given two minutes.
+fn rollout_status(k: &Kubectl, what: &str) -> String {
+    k.ok(&["rollout", "status", what, "--timeout=120s"])
+}
+
+/// The image of the first container in the pod template of `what`
+/// (`kind/name`).
+fn first_image(k: &Kubectl, what: &str) -> String {
+    k.ok(&[
+        "get",
+        what,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ])
 }
 
 /// Running backend pods that are not being deleted.
@@ -175,22 +123,12 @@ fn runbook_commands_with_real_kubectl() {
     assert!(applied.contains("statefulset.apps/kleidia-data-postgres-cluster created"));
 
     // rollout status / wait
-    let out = k.ok(&[
-        "rollout",
-        "status",
-        "deployment/kleidia-services-backend",
-        "--timeout=120s",
-    ]);
+    let out = rollout_status(&k, "deployment/kleidia-services-backend");
     assert!(
         out.contains("deployment \"kleidia-services-backend\" successfully rolled out"),
         "{out}"
     );
-    let out = k.ok(&[
-        "rollout",
-        "status",
-        "statefulset/kleidia-data-postgres-cluster",
-        "--timeout=120s",
-    ]);
+    let out = rollout_status(&k, "statefulset/kleidia-data-postgres-cluster");
     assert!(out.contains("roll out complete"), "{out}");
     let out = k.ok(&[
         "wait",
@@ -226,13 +164,7 @@ fn runbook_commands_with_real_kubectl() {
         "jsonpath={.status.phase}",
     ]);
     assert_eq!(phase, "Running");
-    let images = k.ok(&[
-        "get",
-        "deployment",
-        "kleidia-services-backend",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
+    let images = first_image(&k, "deployment/kleidia-services-backend");
     assert_eq!(images, "ghcr.io/kleidia/backend:1.4.0");
     let pvc = k.ok(&[
         "get",
@@ -333,7 +265,7 @@ fn runbook_commands_with_real_kubectl() {
     let back = std::fs::read(k.path("out.bin")).unwrap();
     assert_eq!(back.len(), data.len(), "byte count through exec -i cat");
     assert!(
-        sha256(&back) == sha256(&data),
+        sha256_hex(&back) == sha256_hex(&data),
         "exec -i cat changed the data"
     );
     drop(back);
@@ -392,12 +324,7 @@ fn runbook_commands_with_real_kubectl() {
         "deployment/kleidia-services-backend",
         "backend=ghcr.io/kleidia/backend:1.5.0",
     ]);
-    let out = k.ok(&[
-        "rollout",
-        "status",
-        "deployment/kleidia-services-backend",
-        "--timeout=120s",
-    ]);
+    let out = rollout_status(&k, "deployment/kleidia-services-backend");
     assert!(
         out.contains("Waiting for deployment \"kleidia-services-backend\" rollout to finish"),
         "{out}"
@@ -434,20 +361,9 @@ fn runbook_commands_with_real_kubectl() {
     let events = k.ok(&["get", "events", "--field-selector", "type=Warning"]);
     assert!(events.contains("Failed"), "{events}");
     k.ok(&["rollout", "undo", "deployment/kleidia-services-backend"]);
-    let out = k.ok(&[
-        "rollout",
-        "status",
-        "deployment/kleidia-services-backend",
-        "--timeout=120s",
-    ]);
+    let out = rollout_status(&k, "deployment/kleidia-services-backend");
     assert!(out.contains("successfully rolled out"), "{out}");
-    let image = k.ok(&[
-        "get",
-        "deployment",
-        "kleidia-services-backend",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
+    let image = first_image(&k, "deployment/kleidia-services-backend");
     assert_eq!(image, "ghcr.io/kleidia/backend:1.5.0");
 
     // StatefulSet: data on the claim survives the pod; a restart rolls
@@ -462,12 +378,7 @@ fn runbook_commands_with_real_kubectl() {
         "echo 42 > /var/lib/postgresql/data/marker",
     ]);
     k.ok(&["delete", "pod", db]);
-    k.ok(&[
-        "rollout",
-        "status",
-        "statefulset/kleidia-data-postgres-cluster",
-        "--timeout=120s",
-    ]);
+    rollout_status(&k, "statefulset/kleidia-data-postgres-cluster");
     k.ok(&[
         "wait",
         "--for=condition=ready",
@@ -482,12 +393,7 @@ fn runbook_commands_with_real_kubectl() {
         "restart",
         "statefulset/kleidia-data-postgres-cluster",
     ]);
-    let out = k.ok(&[
-        "rollout",
-        "status",
-        "statefulset/kleidia-data-postgres-cluster",
-        "--timeout=120s",
-    ]);
+    let out = rollout_status(&k, "statefulset/kleidia-data-postgres-cluster");
     assert!(out.contains("roll out complete"), "{out}");
     let after = k.ok(&["get", "pod", db, "-o", "jsonpath={.metadata.uid}"]);
     assert_ne!(before, after, "rollout restart replaces the pod");
@@ -499,12 +405,7 @@ fn runbook_commands_with_real_kubectl() {
         "statefulset/kleidia-data-postgres-cluster",
         "postgres=docker.io/library/busybox:1.37",
     ]);
-    k.ok(&[
-        "rollout",
-        "status",
-        "statefulset/kleidia-data-postgres-cluster",
-        "--timeout=120s",
-    ]);
+    rollout_status(&k, "statefulset/kleidia-data-postgres-cluster");
     let history = k.ok(&[
         "rollout",
         "history",
@@ -516,19 +417,8 @@ fn runbook_commands_with_real_kubectl() {
         "undo",
         "statefulset/kleidia-data-postgres-cluster",
     ]);
-    k.ok(&[
-        "rollout",
-        "status",
-        "statefulset/kleidia-data-postgres-cluster",
-        "--timeout=120s",
-    ]);
-    let image = k.ok(&[
-        "get",
-        "statefulset",
-        "kleidia-data-postgres-cluster",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
+    rollout_status(&k, "statefulset/kleidia-data-postgres-cluster");
+    let image = first_image(&k, "statefulset/kleidia-data-postgres-cluster");
     assert_eq!(image, "docker.io/library/busybox:1.36");
     let history = k.ok(&[
         "rollout",

@@ -1,26 +1,11 @@
 //! The sandbox's `helm` command (real Helm v4 engine) on the demo charts,
 //! for what needs no API server: `version`, `template`, error handling.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::{Command, Output};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn helm_bin() -> PathBuf {
-    let helm = workspace().join("sandbox/helm/helm");
-    let python = workspace().join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run scripts/setup (it creates the .venv with helm-python-sdk)",
-        python.display()
-    );
-    helm
-}
+use support::{chart, helm_bin, stdout_of, workspace};
 
 fn helm(args: &[&str]) -> Output {
     Command::new(helm_bin())
@@ -32,22 +17,7 @@ fn helm(args: &[&str]) -> Output {
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = helm(args);
-    assert!(
-        out.status.success(),
-        "helm {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn chart(version: &str, name: &str) -> String {
-    workspace()
-        .join("sandbox/charts")
-        .join(version)
-        .join(name)
-        .display()
-        .to_string()
+    stdout_of(&format!("helm {args:?}"), helm(args))
 }
 
 /// Rendered documents as YAML values, with the template each came from.

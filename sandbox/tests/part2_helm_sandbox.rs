@@ -4,8 +4,9 @@
 //! failing like helm (and rolled back with --atomic). Release records are
 //! read back from their Secrets and decoded field by field.
 
+mod support;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -14,82 +15,96 @@ use kleidia_sandbox::demo::real_runtimes;
 use kleidia_sandbox::runtimes::openbao::OpenBaoStorage;
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
 use serde_json::Value;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use support::{Kubectl, chart, helm_bin, stdout_of};
 
 struct Env {
     sandbox: Sandbox,
+    kubectl: Kubectl,
 }
 
 impl Env {
     fn start() -> Env {
-        for tool in [".venv/bin/python", ".venv/bin/kubectl"] {
-            assert!(
-                workspace().join(tool).is_file(),
-                "{tool} is missing: run scripts/setup"
-            );
-        }
+        // Both tools first: without them the test fails before starting
+        // anything, saying to run scripts/setup.
+        helm_bin();
+        support::kubectl_bin();
         let sandbox = Sandbox::start(SandboxOptions {
             runtimes: real_runtimes(OpenBaoStorage::Raft),
             pod_ready_delay: Duration::from_millis(100),
             ..SandboxOptions::default()
         })
         .expect("sandbox starts");
-        Env { sandbox }
+        let kubectl = Kubectl::new(&sandbox);
+        Env { sandbox, kubectl }
     }
 
-    fn run(&self, program: &Path, args: &[&str]) -> Output {
-        Command::new(program)
-            .args(args)
+    /// The sandbox's helm for this sandbox, with Helm's own settings
+    /// (namespace, storage driver) at their defaults.
+    fn helm_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(helm_bin());
+        c.args(args)
             .env("KUBECONFIG", self.sandbox.kubeconfig_path())
             .env("HOME", self.sandbox.data_dir())
             .env_remove("HELM_NAMESPACE")
-            .env_remove("HELM_DRIVER")
-            .output()
-            .expect("run")
+            .env_remove("HELM_DRIVER");
+        c
     }
 
     fn helm(&self, args: &[&str]) -> Output {
-        self.run(&workspace().join("sandbox/helm/helm"), args)
+        self.helm_cmd(args).output().expect("run sandbox/helm/helm")
     }
 
     fn helm_ok(&self, args: &[&str]) -> String {
-        let out = self.helm(args);
-        assert!(
-            out.status.success(),
-            "helm {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        stdout_of(&format!("helm {args:?}"), self.helm(args))
     }
 
     fn kubectl_json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        let out = self.run(&workspace().join(".venv/bin/kubectl"), &all);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        self.kubectl.json(args)
     }
 
     fn kubectl(&self, args: &[&str]) -> String {
-        let out = self.run(&workspace().join(".venv/bin/kubectl"), args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        self.kubectl.ok(args)
+    }
+
+    /// Upgrades the services release to the broken set with `mode`
+    /// (`--wait` or `--atomic`) and a 20 s timeout; fails the test unless
+    /// helm fails the upgrade as helm does. Returns helm's stderr.
+    fn upgrade_to_broken_services(&self, mode: &str) -> String {
+        let out = self.helm(&[
+            "upgrade",
+            "kleidia-services",
+            &chart("1.1.0-broken", "kleidia-services"),
+            "-n",
+            "kleidia",
+            mode,
+            "--timeout",
+            "20s",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "upgrade {mode} to 1.1.0-broken");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.starts_with("Error: UPGRADE FAILED: "), "{err}");
+        err
+    }
+
+    /// `sql` run by psql in the data release's PostgreSQL pod, as the
+    /// application's user; returns the unaligned tuples.
+    fn psql(&self, sql: &str) -> String {
+        self.kubectl.demo_psql(&["-tAc", sql])
+    }
+
+    /// `<program> status -format=json` (`vault` or `bao`) in the OpenBao pod.
+    fn openbao_status(&self, program: &str) -> Value {
+        let status = self.kubectl(&[
+            "exec",
+            "kleidia-platform-openbao-0",
+            "-n",
+            "kleidia",
+            "--",
+            program,
+            "status",
+            "-format=json",
+        ]);
+        serde_json::from_str(&status).unwrap()
     }
 
     /// Every stored revision of `release`, decoded: base64 (of the Secret
@@ -121,15 +136,6 @@ impl Env {
         out.sort_by_key(|(_, r)| r["version"].as_u64());
         out
     }
-}
-
-fn chart(set: &str, name: &str) -> String {
-    workspace()
-        .join("sandbox/charts")
-        .join(set)
-        .join(name)
-        .display()
-        .to_string()
 }
 
 const RELEASES: [&str; 3] = ["kleidia-platform", "kleidia-data", "kleidia-services"];
@@ -329,32 +335,10 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
 
     // The backends (1.0.0 at install, the 1.1.0 hook and pods) migrated the
     // real database of the data release.
-    let versions = env.kubectl(&[
-        "exec",
-        "kleidia-data-postgres-cluster-0",
-        "-n",
-        "kleidia",
-        "--",
-        "psql",
-        "-U",
-        "yubiuser",
-        "-d",
-        "kleidia",
-        "-tAc",
-        "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations",
-    ]);
+    let versions =
+        env.psql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations");
     assert_eq!(versions.trim(), "1.0.0,1.1.0");
-    let status = env.kubectl(&[
-        "exec",
-        "kleidia-platform-openbao-0",
-        "-n",
-        "kleidia",
-        "--",
-        "vault",
-        "status",
-        "-format=json",
-    ]);
-    let status: Value = serde_json::from_str(&status).unwrap();
+    let status = env.openbao_status("vault");
     assert_eq!(status["sealed"], false);
 
     let history: Value = serde_json::from_str(&env.helm_ok(&[
@@ -399,19 +383,7 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
     assert_eq!(records[2].1["chart"]["metadata"]["version"], "1.0.0");
 
     // The broken set: --wait gives up after the timeout, like helm.
-    let out = env.helm(&[
-        "upgrade",
-        "kleidia-services",
-        &chart("1.1.0-broken", "kleidia-services"),
-        "-n",
-        "kleidia",
-        "--wait",
-        "--timeout",
-        "20s",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("Error: UPGRADE FAILED: "), "{err}");
+    env.upgrade_to_broken_services("--wait");
     let records = env.release_records("kleidia-services");
     assert_eq!(records.last().unwrap().1["info"]["status"], "failed");
     assert_eq!(
@@ -420,19 +392,7 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
     );
 
     // --atomic: the failed upgrade is rolled back.
-    let out = env.helm(&[
-        "upgrade",
-        "kleidia-services",
-        &chart("1.1.0-broken", "kleidia-services"),
-        "-n",
-        "kleidia",
-        "--atomic",
-        "--timeout",
-        "20s",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("Error: UPGRADE FAILED: "), "{err}");
+    let err = env.upgrade_to_broken_services("--atomic");
     assert!(err.contains("rolled back"), "{err}");
     let status: Value = serde_json::from_str(&env.helm_ok(&[
         "status",
@@ -471,36 +431,13 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
     ]);
     assert!(images.contains("postgres:15.6"), "{images}");
     assert!(images.contains("openbao:2.4.3"), "{images}");
-    let versions = env.kubectl(&[
-        "exec",
-        "kleidia-data-postgres-cluster-0",
-        "-n",
-        "kleidia",
-        "--",
-        "psql",
-        "-U",
-        "yubiuser",
-        "-d",
-        "kleidia",
-        "-tAc",
-        "SELECT count(*) FROM schema_migrations",
-    ]);
+    let versions = env.psql("SELECT count(*) FROM schema_migrations");
     assert_eq!(
         versions.trim(),
         "2",
         "rows survive the PostgreSQL pod's replacement"
     );
-    let status: Value = serde_json::from_str(&env.kubectl(&[
-        "exec",
-        "kleidia-platform-openbao-0",
-        "-n",
-        "kleidia",
-        "--",
-        "bao",
-        "status",
-        "-format=json",
-    ]))
-    .unwrap();
+    let status = env.openbao_status("bao");
     assert_eq!(
         status["sealed"], false,
         "OpenBao unseals itself after its pod is replaced"
@@ -518,23 +455,19 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
 #[test]
 fn helm_driver_configmap_stores_releases_in_configmaps() {
     let env = Env::start();
-    let out = Command::new(workspace().join("sandbox/helm/helm"))
-        .args([
-            "install",
-            "kleidia-data",
-            &chart("1.0.0", "kleidia-data"),
-            "-n",
-            "kleidia",
-        ])
-        .env("KUBECONFIG", env.sandbox.kubeconfig_path())
+    let args = [
+        "install",
+        "kleidia-data",
+        &chart("1.0.0", "kleidia-data"),
+        "-n",
+        "kleidia",
+    ];
+    let out = env
+        .helm_cmd(&args)
         .env("HELM_DRIVER", "configmap")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_of(&format!("HELM_DRIVER=configmap helm {args:?}"), out);
     let cms = env.kubectl_json(&["get", "configmaps", "-n", "kleidia", "-l", "owner=helm"]);
     let names: Vec<&str> = cms["items"]
         .as_array()
@@ -546,9 +479,8 @@ fn helm_driver_configmap_stores_releases_in_configmaps() {
     let secrets = env.kubectl_json(&["get", "secrets", "-n", "kleidia", "-l", "owner=helm"]);
     assert_eq!(secrets["items"].as_array().unwrap().len(), 0);
     // Listing with the same driver finds it; the default (secret) does not.
-    let with_driver = Command::new(workspace().join("sandbox/helm/helm"))
-        .args(["ls", "-n", "kleidia", "-q"])
-        .env("KUBECONFIG", env.sandbox.kubeconfig_path())
+    let with_driver = env
+        .helm_cmd(&["ls", "-n", "kleidia", "-q"])
         .env("HELM_DRIVER", "configmap")
         .output()
         .unwrap();

@@ -1,11 +1,14 @@
 //! The real-software runtimes, driven directly (no API server): a real
 //! PostgreSQL, a real OpenBao and the Kleidia backend stand-in.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kleidia_sandbox::runtime::{ContainerRef, ExecIo, ExecOutcome, ImageRuntime};
 use kleidia_sandbox::runtimes::postgres::PostgresRuntime;
+use support::exec;
 use tokio::io::AsyncReadExt;
 
 fn container(dir: &Path, ns: &str, pod: &str, image: &str, env: &[(&str, &str)]) -> ContainerRef {
@@ -23,57 +26,6 @@ fn container(dir: &Path, ns: &str, pod: &str, image: &str, env: &[(&str, &str)])
         ports: vec![],
         root: root.clone(),
         log_path: dir.join(ns).join(pod).join("main.log"),
-    }
-}
-
-struct Output {
-    outcome: ExecOutcome,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Output {
-    fn ok(self, what: &str) -> String {
-        assert_eq!(
-            self.outcome,
-            ExecOutcome::Exit(0),
-            "{what} failed; stderr: {}",
-            self.stderr
-        );
-        String::from_utf8(self.stdout).expect("utf-8 output")
-    }
-}
-
-async fn exec(
-    rt: &dyn ImageRuntime,
-    c: &ContainerRef,
-    cmd: &[&str],
-    stdin: Option<Vec<u8>>,
-) -> Output {
-    let (out_w, mut out_r) = tokio::io::duplex(64 * 1024);
-    let (err_w, mut err_r) = tokio::io::duplex(64 * 1024);
-    let io = ExecIo {
-        stdin: stdin.map(|b| Box::pin(std::io::Cursor::new(b)) as _),
-        stdout: Box::pin(out_w),
-        stderr: Box::pin(err_w),
-        tty: false,
-    };
-    let command = cmd.iter().map(|s| s.to_string()).collect();
-    let read_out = async {
-        let mut v = Vec::new();
-        out_r.read_to_end(&mut v).await.unwrap();
-        v
-    };
-    let read_err = async {
-        let mut v = Vec::new();
-        err_r.read_to_end(&mut v).await.unwrap();
-        v
-    };
-    let (outcome, stdout, stderr) = tokio::join!(rt.exec(c, command, io), read_out, read_err);
-    Output {
-        outcome,
-        stdout,
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }
 
@@ -270,23 +222,25 @@ async fn postgres_exec_of_unknown_program_fails_like_a_container_runtime() {
     }
 }
 
-#[allow(dead_code)]
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn openbao_container(dir: &Path, pod: &str) -> ContainerRef {
     let mut c = container(dir, "kleidia", pod, "quay.io/openbao/openbao:2.4.1", &[]);
     c.ports = vec![8200, 8201];
     c
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+/// `env BAO_TOKEN=<token> bao <args>` in OpenBao container `c`; fails the
+/// test, naming `what`, unless it exits 0. Returns stdout.
+async fn bao(
+    rt: &dyn ImageRuntime,
+    c: &ContainerRef,
+    token: &str,
+    args: &[&str],
+    what: &str,
+) -> String {
+    let with_token = format!("BAO_TOKEN={token}");
+    let mut cmd = vec!["env", with_token.as_str(), "bao"];
+    cmd.extend_from_slice(args);
+    exec(rt, c, &cmd, None).await.ok(what)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,39 +278,22 @@ async fn openbao_raft_unsealed_snapshot_via_exec_and_restart() {
         std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let with_token = format!("BAO_TOKEN={token}");
-    exec(
+    bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "secrets",
-            "enable",
-            "-path=secret",
-            "kv-v2",
-        ],
-        None,
+        &token,
+        &["secrets", "enable", "-path=secret", "kv-v2"],
+        "enable kv",
     )
-    .await
-    .ok("enable kv");
-    exec(
+    .await;
+    bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "kv",
-            "put",
-            "secret/kleidia",
-            "answer=42",
-        ],
-        None,
+        &token,
+        &["kv", "put", "secret/kleidia", "answer=42"],
+        "kv put",
     )
-    .await
-    .ok("kv put");
+    .await;
 
     // A snapshot saved inside the pod, the way the runbook does it.
     let script =
@@ -366,54 +303,21 @@ async fn openbao_raft_unsealed_snapshot_via_exec_and_restart() {
         .ok("snapshot save");
     let snap = std::fs::read(c.root.join("tmp/vault-backup.snap"))
         .expect("snapshot inside the container root");
-    let mut files = BTreeMap::new();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&snap[..]));
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().display().to_string();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
-        files.insert(name, data);
-    }
-    let names: Vec<&str> = files.keys().map(String::as_str).collect();
-    assert_eq!(
-        names,
-        ["SHA256SUMS", "SHA256SUMS.sealed", "meta.json", "state.bin"]
-    );
-    let sums = String::from_utf8(files["SHA256SUMS"].clone()).unwrap();
-    let mut checked = 0;
-    for line in sums.lines() {
-        let (sum, name) = line.split_once(char::is_whitespace).unwrap();
-        let name = name.trim().trim_start_matches('*');
-        assert_eq!(sha256_hex(&files[name]), sum, "checksum of {name}");
-        checked += 1;
-    }
-    assert_eq!(
-        checked, 2,
-        "SHA256SUMS covers meta.json and state.bin: {sums}"
-    );
+    let files = support::raft_snapshot_files(&snap, "the snapshot saved inside the pod");
     let meta: serde_json::Value = serde_json::from_slice(&files["meta.json"]).unwrap();
     assert!(meta["Index"].as_u64().unwrap() > 0, "{meta}");
 
     // Restart: unseals by itself and the secret is still there.
     rt.stop(&c).await;
     rt.start(&c).await.expect("openbao restarts");
-    let got = exec(
+    let got = bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "kv",
-            "get",
-            "-field=answer",
-            "secret/kleidia",
-        ],
-        None,
+        &token,
+        &["kv", "get", "-field=answer", "secret/kleidia"],
+        "kv get after restart",
     )
-    .await
-    .ok("kv get after restart");
+    .await;
     assert_eq!(got.trim(), "42");
 
     // Port 8200 reaches the HTTP API.
@@ -447,58 +351,34 @@ async fn openbao_file_storage_keeps_secrets_across_restarts() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["storage_type"], "file");
     assert_eq!(status["sealed"], false);
-    let with_token = format!("BAO_TOKEN={}", root_token(&c).unwrap());
-    exec(
+    let token = root_token(&c).unwrap();
+    bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "secrets",
-            "enable",
-            "-path=secret",
-            "kv",
-        ],
-        None,
+        &token,
+        &["secrets", "enable", "-path=secret", "kv"],
+        "enable kv",
     )
-    .await
-    .ok("enable kv");
-    exec(
+    .await;
+    bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "kv",
-            "put",
-            "secret/a",
-            "v=file-ok",
-        ],
-        None,
+        &token,
+        &["kv", "put", "secret/a", "v=file-ok"],
+        "put",
     )
-    .await
-    .ok("put");
+    .await;
     rt.stop(&c).await;
     assert!(!rt.ready(&c).await);
     rt.start(&c).await.expect("restart");
-    let v = exec(
+    let v = bao(
         &rt,
         &c,
-        &[
-            "env",
-            &with_token,
-            "bao",
-            "kv",
-            "get",
-            "-field=v",
-            "secret/a",
-        ],
-        None,
+        &token,
+        &["kv", "get", "-field=v", "secret/a"],
+        "get",
     )
-    .await
-    .ok("get");
+    .await;
     assert_eq!(v.trim(), "file-ok");
     // A raft runtime refuses the file-storage data with a clear message.
     let raft = OpenBaoRuntime::new(OpenBaoStorage::Raft);

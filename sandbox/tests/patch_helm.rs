@@ -6,26 +6,16 @@
 //! removal of what a revision no longer renders, defaulted port keys) and
 //! the OpenAPI documents with the client they exist for.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine as _;
 use kleidia_sandbox::registry;
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
 use serde_json::Value;
-
-fn venv_python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the sandbox crate lives in the workspace");
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "the project's Python environment with the Helm v4 engine is missing at {}: run scripts/setup in the workspace root first",
-        python.display()
-    );
-    python
-}
+use support::{stdout_of, venv_python};
 
 const HELM_ACTION: &str = r#"
 import json, sys
@@ -119,13 +109,7 @@ impl Helm {
             .env_remove("KUBECONFIG")
             .output()
             .expect("python runs");
-        assert!(
-            out.status.success(),
-            "helm {action} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stdout_of(&format!("helm {action}"), out);
     }
 }
 
@@ -167,6 +151,22 @@ fn assert_release(secret: &Value, revision: u32, status: &str) {
     assert!(!bytes.is_empty(), "the release record is not empty");
 }
 
+/// The objects are as the first revision's values render them: the app at
+/// image 1 with its sidecar, and the extra config key.
+fn assert_first_values_rendered(sb: &Sandbox, after: &str) {
+    let web = get(sb, &registry::DEPLOYMENTS, "demo-web");
+    assert_eq!(
+        container_images(&web),
+        ["example/app:1", "example/sidecar:1"],
+        "demo-web's images after {after}"
+    );
+    let cfg = get(sb, &registry::CONFIGMAPS, "demo-cfg");
+    assert_eq!(
+        cfg["data"]["extra"], "yes",
+        "demo-cfg's extra key after {after}"
+    );
+}
+
 #[test]
 fn helm_installs_upgrades_rolls_back_and_uninstalls_a_chart() {
     let sb = Sandbox::start(SandboxOptions {
@@ -178,13 +178,7 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_a_chart() {
 
     helm.run("install", r#"{"image": "example/app:1"}"#);
     assert_release(&release_secret(&sb, 1), 1, "deployed");
-    let web = get(&sb, &registry::DEPLOYMENTS, "demo-web");
-    assert_eq!(
-        container_images(&web),
-        ["example/app:1", "example/sidecar:1"]
-    );
-    let cfg = get(&sb, &registry::CONFIGMAPS, "demo-cfg");
-    assert_eq!(cfg["data"]["extra"], "yes");
+    assert_first_values_rendered(&sb, "install");
 
     // The next revision drops the sidecar and the extra key: server-side
     // apply removes what only Helm owned and no longer applies.
@@ -205,13 +199,7 @@ fn helm_installs_upgrades_rolls_back_and_uninstalls_a_chart() {
 
     helm.run("rollback", "1");
     assert_release(&release_secret(&sb, 3), 3, "deployed");
-    let web = get(&sb, &registry::DEPLOYMENTS, "demo-web");
-    assert_eq!(
-        container_images(&web),
-        ["example/app:1", "example/sidecar:1"]
-    );
-    let cfg = get(&sb, &registry::CONFIGMAPS, "demo-cfg");
-    assert_eq!(cfg["data"]["extra"], "yes");
+    assert_first_values_rendered(&sb, "rollback to revision 1");
 
     // Uninstall deletes the objects and the release records (client-go
     // sends DeleteOptions as protobuf).

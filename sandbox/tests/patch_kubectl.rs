@@ -5,130 +5,22 @@
 //! server-side apply by two field managers with conflicts and
 //! `--force-conflicts`, and the OpenAPI endpoints kubectl reads.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
 
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
 use serde_json::Value;
+use support::{Kubectl, entry, managers};
 
-fn kubectl_bin() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the sandbox crate lives in the workspace");
-    let k = root.join(".venv/bin/kubectl");
-    assert!(
-        k.is_file(),
-        "real kubectl not found at {}: run scripts/setup in the workspace root first",
-        k.display()
-    );
-    k
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    work: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(sb: &Sandbox) -> Kubectl {
-        Kubectl {
-            bin: kubectl_bin(),
-            kubeconfig: sb.kubeconfig_path().to_path_buf(),
-            work: tempfile::tempdir().expect("work dir"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .current_dir(self.work.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("kubectl runs")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed ({}):\nstdout: {}\nstderr: {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    /// Like [`Kubectl::ok`], and kubectl printed no warning: it understood
-    /// the server's OpenAPI documents.
-    fn quiet(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stderr.trim().is_empty(),
-            "kubectl {} ({}) printed on stderr: {stderr}",
-            args.join(" "),
-            out.status
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    /// Runs kubectl expecting failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "kubectl {} unexpectedly succeeded:\nstdout: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&all)).expect("kubectl prints JSON")
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.work.path().join(name);
-        std::fs::write(&path, text).expect("write manifest");
-        path.to_string_lossy().into_owned()
-    }
-}
-
-fn sandbox() -> Sandbox {
-    Sandbox::start(SandboxOptions {
+/// A sandbox without controllers (nothing but kubectl changes objects),
+/// and kubectl for it.
+fn start() -> (Sandbox, Kubectl) {
+    let sb = Sandbox::start(SandboxOptions {
         controllers: false,
         ..SandboxOptions::default()
     })
-    .expect("sandbox starts")
-}
-
-fn managers(obj: &Value) -> Vec<(String, String)> {
-    obj["metadata"]["managedFields"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["manager"].as_str().unwrap_or_default().to_string(),
-                e["operation"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn entry<'a>(obj: &'a Value, manager: &str) -> &'a Value {
-    obj["metadata"]["managedFields"]
-        .as_array()
-        .and_then(|a| a.iter().find(|e| e["manager"] == manager))
-        .unwrap_or_else(|| panic!("no managedFields entry for {manager} in {obj}"))
+    .expect("sandbox starts");
+    let k = Kubectl::new(&sb);
+    (sb, k)
 }
 
 const WEB_V1: &str = r#"
@@ -192,8 +84,7 @@ spec:
 /// last-applied annotation; the server must turn it into the new manifest.
 #[test]
 fn client_side_apply_updates_keyed_lists_and_retained_keys() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     let v1 = k.file("web-v1.yaml", WEB_V1);
     k.quiet(&["apply", "-f", &v1]);
     let v2 = k.file("web-v2.yaml", WEB_V2);
@@ -217,8 +108,7 @@ fn client_side_apply_updates_keyed_lists_and_retained_keys() {
 
 #[test]
 fn kubectl_patch_strategic_merge_and_json() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     let v1 = k.file("web-v1.yaml", WEB_V1);
     k.ok(&["apply", "-f", &v1]);
     let ns = ["-n", "kleidia"];
@@ -279,8 +169,7 @@ data: {mode: green}
 
 #[test]
 fn server_side_apply_two_managers_conflict_and_force() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     let alpha = k.file("alpha.yaml", CM_ALPHA);
     let beta = k.file("beta.yaml", CM_BETA);
     k.ok(&[
@@ -362,8 +251,7 @@ fn server_side_apply_two_managers_conflict_and_force() {
 
 #[test]
 fn openapi_documents_answer_kubectl() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     let root: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/openapi/v3"])).unwrap();
     let url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
         .as_str()
@@ -390,8 +278,7 @@ fn openapi_documents_answer_kubectl() {
 /// patching managedFields), so fields dropped from the file are pruned.
 #[test]
 fn server_side_apply_takes_over_client_side_apply() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     let both = k.file(
         "both.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: moved, namespace: kleidia}\ndata: {a: \"1\", b: \"2\"}\n",
@@ -435,8 +322,7 @@ fn server_side_apply_takes_over_client_side_apply() {
 /// kubectl's `create <kind>` commands send Kubernetes protobuf bodies.
 #[test]
 fn kubectl_create_sends_protobuf_the_server_decodes() {
-    let sb = sandbox();
-    let k = Kubectl::new(&sb);
+    let (_sb, k) = start();
     k.quiet(&[
         "create",
         "deployment",

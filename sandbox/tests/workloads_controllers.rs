@@ -107,6 +107,23 @@ fn deployment(name: &str, image: &str, replicas: i64) -> Value {
     })
 }
 
+/// StatefulSet `name` (its service and container named alike) of
+/// `replicas` pods running `image`.
+fn statefulset(name: &str, image: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": "kleidia"},
+        "spec": {
+            "replicas": replicas, "serviceName": name,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image}]},
+            },
+        },
+    })
+}
+
 fn condition<'a>(obj: &'a Value, t: &str) -> Option<&'a Value> {
     obj["status"]["conditions"]
         .as_array()?
@@ -242,22 +259,14 @@ async fn statefulset_creates_ordered_pods_with_bound_claims() {
     let c = Cluster::start();
     c.create(
         &registry::STATEFULSETS,
-        json!({
-            "apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": {"name": "db", "namespace": "kleidia"},
-            "spec": {
-                "replicas": 2, "serviceName": "db",
-                "selector": {"matchLabels": {"app": "db"}},
-                "template": {
-                    "metadata": {"labels": {"app": "db"}},
-                    "spec": {"containers": [{"name": "db", "image": "postgres:16"}]},
-                },
-                "volumeClaimTemplates": [{
-                    "metadata": {"name": "data"},
-                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-                }],
-            },
-        }),
+        {
+            let mut db = statefulset("db", "postgres:16", 2);
+            db["spec"]["volumeClaimTemplates"] = json!([{
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }]);
+            db
+        },
     );
     let s = c
         .until("the statefulset to be ready", |c| {
@@ -647,18 +656,7 @@ async fn a_replacement_pod_starts_only_after_the_old_one_stopped() {
     let c = Cluster::start_with(runtimes);
     c.create(
         &registry::STATEFULSETS,
-        json!({
-            "apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": {"name": "pg", "namespace": "kleidia"},
-            "spec": {
-                "replicas": 1, "serviceName": "pg",
-                "selector": {"matchLabels": {"app": "pg"}},
-                "template": {
-                    "metadata": {"labels": {"app": "pg"}},
-                    "spec": {"containers": [{"name": "pg", "image": "exclusive/postgres:16"}]},
-                },
-            },
-        }),
+        statefulset("pg", "exclusive/postgres:16", 1),
     );
     let ready = |c: &Cluster| {
         let p = c.get(&registry::PODS, "pg-0")?;

@@ -3,12 +3,13 @@
 //! container's, unknown commands fail like a real runtime, and background
 //! processes end with the command.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kleidia_sandbox::runtime::{ContainerRef, ExecIo, ExecOutcome, ImageRuntime};
+use kleidia_sandbox::runtime::{ContainerRef, ExecOutcome};
 use kleidia_sandbox::runtimes::ShellRuntime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn container(root: &Path) -> ContainerRef {
     ContainerRef {
@@ -29,38 +30,8 @@ async fn run(
     cmd: &[&str],
     input: Option<Vec<u8>>,
 ) -> (ExecOutcome, Vec<u8>, Vec<u8>) {
-    let (out_w, mut out_r) = tokio::io::duplex(64 * 1024);
-    let (err_w, mut err_r) = tokio::io::duplex(64 * 1024);
-    let stdin = input.map(|data| {
-        let (mut w, r) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move {
-            w.write_all(&data).await.unwrap();
-            w.shutdown().await.unwrap();
-        });
-        Box::pin(r) as kleidia_sandbox::runtime::BoxedReader
-    });
-    let io = ExecIo {
-        stdin,
-        stdout: Box::pin(out_w),
-        stderr: Box::pin(err_w),
-        tty: false,
-    };
-    let rt = ShellRuntime::new();
-    let command = cmd.iter().map(|s| s.to_string()).collect();
-    let (outcome, out, err) = tokio::join!(
-        rt.exec(c, command, io),
-        async {
-            let mut v = Vec::new();
-            out_r.read_to_end(&mut v).await.unwrap();
-            v
-        },
-        async {
-            let mut v = Vec::new();
-            err_r.read_to_end(&mut v).await.unwrap();
-            v
-        }
-    );
-    (outcome, out, err)
+    let out = support::exec(&ShellRuntime::new(), c, cmd, input).await;
+    (out.outcome, out.stdout, out.stderr.into_bytes())
 }
 
 #[tokio::test]

@@ -3,9 +3,11 @@
 //! protocol kube-rs falls back to, `logs -f` and `attach` following a
 //! container's output.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +16,7 @@ use futures::{SinkExt, StreamExt};
 use kleidia_sandbox::runtime::{BoxedStream, ContainerRef, ExecIo, ExecOutcome, ImageRuntime};
 use kleidia_sandbox::runtimes::ShellRuntime;
 use kleidia_sandbox::server::{Sandbox, SandboxOptions};
+use support::Kubectl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 
@@ -121,38 +124,6 @@ impl ImageRuntime for EchoRuntime {
     }
 }
 
-fn kubectl_bin() -> PathBuf {
-    let k = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join(".venv/bin/kubectl");
-    assert!(
-        k.is_file(),
-        "real kubectl not found at {}: run scripts/setup in the workspace root first",
-        k.display()
-    );
-    k
-}
-
-fn kubectl(sb: &Sandbox, args: &[&str]) -> Command {
-    let mut c = Command::new(kubectl_bin());
-    c.args(args)
-        .env("KUBECONFIG", sb.kubeconfig_path())
-        .stdin(Stdio::null());
-    c
-}
-
-fn ok(sb: &Sandbox, args: &[&str]) -> String {
-    let out = kubectl(sb, args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 const APPS: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -186,51 +157,43 @@ spec:
     command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
 "#;
 
-fn start() -> (Sandbox, String) {
+/// A sandbox running [`APPS`], every pod ready; kubectl for it and the
+/// name of the `web` pod.
+fn start() -> (Sandbox, Kubectl, String) {
     let sb = Sandbox::start(SandboxOptions {
         runtimes: vec![Arc::new(EchoRuntime::default())],
         ..Default::default()
     })
     .expect("sandbox starts");
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("apps.yaml");
-    std::fs::write(&f, APPS).unwrap();
-    ok(&sb, &["apply", "-f", f.to_str().unwrap()]);
-    ok(
-        &sb,
-        &[
-            "wait",
-            "--for=condition=ready",
-            "pod",
-            "--all",
-            "--timeout=60s",
-        ],
-    );
-    let pod = ok(
-        &sb,
-        &[
-            "get",
-            "pods",
-            "-l",
-            "app=web",
-            "-o",
-            "jsonpath={.items[0].metadata.name}",
-        ],
-    );
-    (sb, pod)
+    let k = Kubectl::new(&sb);
+    let apps = k.file("apps.yaml", APPS);
+    k.ok(&["apply", "-f", &apps]);
+    k.ok(&[
+        "wait",
+        "--for=condition=ready",
+        "pod",
+        "--all",
+        "--timeout=60s",
+    ]);
+    let pod = k.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    (sb, k, pod)
 }
 
 #[test]
 fn pod_and_service_proxy() {
-    let (sb, pod) = start();
-    let out = ok(
-        &sb,
-        &[
-            "get",
-            "--raw",
-            "/api/v1/namespaces/kleidia/services/web:http/proxy/api/health?x=1",
-        ],
-    );
+    let (_sb, k, pod) = start();
+    let out = k.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/kleidia/services/web:http/proxy/api/health?x=1",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["method"], "GET");
     assert_eq!(v["path"], "/api/health?x=1");
@@ -241,35 +204,27 @@ fn pod_and_service_proxy() {
     );
     // By service port number, and without a port (the first).
     for name in ["web:80", "web"] {
-        let out = ok(
-            &sb,
-            &[
-                "get",
-                "--raw",
-                &format!("/api/v1/namespaces/kleidia/services/{name}/proxy/"),
-            ],
-        );
-        assert!(out.contains("\"path\":\"/\""), "{out}");
-    }
-    let out = ok(
-        &sb,
-        &[
+        let out = k.ok(&[
             "get",
             "--raw",
-            &format!("/api/v1/namespaces/kleidia/pods/{pod}:8080/proxy/metrics"),
-        ],
-    );
+            &format!("/api/v1/namespaces/kleidia/services/{name}/proxy/"),
+        ]);
+        assert!(out.contains("\"path\":\"/\""), "{out}");
+    }
+    let out = k.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/kleidia/pods/{pod}:8080/proxy/metrics"),
+    ]);
     assert!(out.contains("\"path\":\"/metrics\""), "{out}");
-    let missing = kubectl(
-        &sb,
-        &[
+    let missing = k
+        .cmd(&[
             "get",
             "--raw",
             "/api/v1/namespaces/kleidia/services/nope/proxy/",
-        ],
-    )
-    .output()
-    .unwrap();
+        ])
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
 }
@@ -335,7 +290,7 @@ where
 
 #[test]
 fn port_forward_as_kube_rs_speaks_it() {
-    let (sb, pod) = start();
+    let (sb, _k, pod) = start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (mut ws, proto) = websocket(
@@ -389,7 +344,7 @@ fn port_forward_as_kube_rs_speaks_it() {
 
 #[test]
 fn exec_over_v4_reports_status_on_the_error_channel() {
-    let (sb, pod) = start();
+    let (sb, _k, pod) = start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let path = format!(
@@ -440,11 +395,11 @@ fn first_lines(mut cmd: Command, n: usize) -> Vec<String> {
 
 #[test]
 fn logs_follow_and_attach_stream_the_container_output() {
-    let (sb, _) = start();
-    let lines = first_lines(kubectl(&sb, &["logs", "-f", "ticker"]), 4);
+    let (_sb, k, _) = start();
+    let lines = first_lines(k.cmd(&["logs", "-f", "ticker"]), 4);
     assert_eq!(lines, ["tick 0", "tick 1", "tick 2", "tick 3"]);
     let lines = first_lines(
-        kubectl(&sb, &["logs", "-f", "ticker", "--tail=1", "--timestamps"]),
+        k.cmd(&["logs", "-f", "ticker", "--tail=1", "--timestamps"]),
         2,
     );
     for l in &lines {
@@ -452,9 +407,7 @@ fn logs_follow_and_attach_stream_the_container_output() {
         assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{l}");
         assert!(rest.starts_with("tick "), "{l}");
     }
-    let prev = kubectl(&sb, &["logs", "ticker", "--previous"])
-        .output()
-        .unwrap();
+    let prev = k.cmd(&["logs", "ticker", "--previous"]).output().unwrap();
     assert!(!prev.status.success());
     assert!(
         String::from_utf8_lossy(&prev.stderr)
@@ -462,7 +415,7 @@ fn logs_follow_and_attach_stream_the_container_output() {
         "{prev:?}"
     );
     // attach shows what the container prints from now on.
-    let lines = first_lines(kubectl(&sb, &["attach", "ticker", "-c", "app"]), 2);
+    let lines = first_lines(k.cmd(&["attach", "ticker", "-c", "app"]), 2);
     let n: Vec<u64> = lines
         .iter()
         .map(|l| l.strip_prefix("tick ").unwrap().parse().unwrap())
@@ -471,7 +424,8 @@ fn logs_follow_and_attach_stream_the_container_output() {
     assert!(n[0] > 3, "attach starts at the current output: {lines:?}");
 
     // A follow ends when the pod goes away.
-    let mut follow = kubectl(&sb, &["logs", "-f", "ticker"])
+    let mut follow = k
+        .cmd(&["logs", "-f", "ticker"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -479,7 +433,7 @@ fn logs_follow_and_attach_stream_the_container_output() {
     let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
     // Following has begun once output arrives.
     assert!(lines.next().is_some_and(|l| l.is_ok()));
-    ok(&sb, &["delete", "pod", "ticker", "--wait=false"]);
+    k.ok(&["delete", "pod", "ticker", "--wait=false"]);
     for l in lines {
         l.unwrap();
     }

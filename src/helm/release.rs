@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use base64::Engine;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Api;
 use kube::api::ListParams;
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{ApiEndpoint, ClusterError};
@@ -315,10 +317,10 @@ impl ReleaseStore {
     /// Every revision of `release`, from labels only (newest last).
     pub async fn revisions(&self, release: &str) -> Result<Vec<RevisionLabel>, ReleaseError> {
         let lp = Self::selector(release);
-        let metas = match self.list_metadata(&lp).await {
+        let metas = match self.list_metadata(&lp, false).await {
             // Servers that cannot serve metadata-only lists: read full objects.
             Err(kube::Error::Api(status)) if matches!(status.code, 406 | 415) => {
-                self.list_full_metadata(&lp).await
+                self.list_metadata(&lp, true).await
             }
             other => other,
         }
@@ -341,50 +343,44 @@ impl ReleaseStore {
         Ok(out)
     }
 
-    async fn list_metadata(&self, lp: &ListParams) -> Result<Vec<ObjectMeta>, kube::Error> {
-        Ok(match self.driver {
-            StorageDriver::Secret => {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-                api.list_metadata(lp)
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(|m| m.metadata)
-                    .collect()
-            }
-            StorageDriver::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-                api.list_metadata(lp)
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(|m| m.metadata)
-                    .collect()
-            }
+    /// The metadata of the records `lp` selects: from a metadata-only list,
+    /// or from the full objects when `full`.
+    async fn list_metadata(
+        &self,
+        lp: &ListParams,
+        full: bool,
+    ) -> Result<Vec<ObjectMeta>, kube::Error> {
+        match self.driver {
+            StorageDriver::Secret => self.metadata_of::<Secret>(lp, full).await,
+            StorageDriver::ConfigMap => self.metadata_of::<ConfigMap>(lp, full).await,
+        }
+    }
+
+    async fn metadata_of<K: Record>(
+        &self,
+        lp: &ListParams,
+        full: bool,
+    ) -> Result<Vec<ObjectMeta>, kube::Error> {
+        let api = self.api::<K>();
+        Ok(if full {
+            api.list(lp)
+                .await?
+                .items
+                .into_iter()
+                .map(|o| o.meta().clone())
+                .collect()
+        } else {
+            api.list_metadata(lp)
+                .await?
+                .items
+                .into_iter()
+                .map(|m| m.metadata)
+                .collect()
         })
     }
 
-    async fn list_full_metadata(&self, lp: &ListParams) -> Result<Vec<ObjectMeta>, kube::Error> {
-        Ok(match self.driver {
-            StorageDriver::Secret => {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-                api.list(lp)
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(|m| m.metadata)
-                    .collect()
-            }
-            StorageDriver::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-                api.list(lp)
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(|m| m.metadata)
-                    .collect()
-            }
-        })
+    fn api<K: Record>(&self) -> Api<K> {
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     /// The newest revision of `release`, fetching only that one record.
@@ -398,58 +394,47 @@ impl ReleaseStore {
     /// Every revision of `release`, decoded (oldest first).
     pub async fn history(&self, release: &str) -> Result<Vec<Release>, ReleaseError> {
         let lp = Self::selector(release);
-        let mut out = Vec::new();
-        match self.driver {
-            StorageDriver::Secret => {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-                let list = api
-                    .list(&lp)
-                    .await
-                    .map_err(|e| self.cluster_error(e, &self.list_action(), release))?;
-                for s in list.items {
-                    out.push(self.decode_secret(&s)?);
-                }
-            }
-            StorageDriver::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-                let list = api
-                    .list(&lp)
-                    .await
-                    .map_err(|e| self.cluster_error(e, &self.list_action(), release))?;
-                for c in list.items {
-                    out.push(self.decode_configmap(&c)?);
-                }
-            }
-        }
+        let mut out = match self.driver {
+            StorageDriver::Secret => self.list_records::<Secret>(&lp, release).await?,
+            StorageDriver::ConfigMap => self.list_records::<ConfigMap>(&lp, release).await?,
+        };
         out.sort_by_key(|r| r.version);
         Ok(out)
     }
 
+    async fn list_records<K: Record>(
+        &self,
+        lp: &ListParams,
+        release: &str,
+    ) -> Result<Vec<Release>, ReleaseError> {
+        let list = self
+            .api::<K>()
+            .list(lp)
+            .await
+            .map_err(|e| self.cluster_error(e, &self.list_action(), release))?;
+        list.items.iter().map(|o| self.decode(o)).collect()
+    }
+
     /// One record by object name.
     pub async fn get(&self, object: &str) -> Result<Release, ReleaseError> {
+        match self.driver {
+            StorageDriver::Secret => self.get_record::<Secret>(object).await,
+            StorageDriver::ConfigMap => self.get_record::<ConfigMap>(object).await,
+        }
+    }
+
+    async fn get_record<K: Record>(&self, object: &str) -> Result<Release, ReleaseError> {
         let action = format!(
             "get {} in namespace {}",
             self.driver.resource(),
             self.namespace
         );
-        match self.driver {
-            StorageDriver::Secret => {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-                let s = api
-                    .get(object)
-                    .await
-                    .map_err(|e| self.cluster_error(e, &action, object))?;
-                self.decode_secret(&s)
-            }
-            StorageDriver::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-                let c = api
-                    .get(object)
-                    .await
-                    .map_err(|e| self.cluster_error(e, &action, object))?;
-                self.decode_configmap(&c)
-            }
-        }
+        let o = self
+            .api::<K>()
+            .get(object)
+            .await
+            .map_err(|e| self.cluster_error(e, &action, object))?;
+        self.decode(&o)
     }
 
     fn cluster_error(&self, e: kube::Error, action: &str, what: &str) -> ReleaseError {
@@ -461,20 +446,35 @@ impl ReleaseStore {
         ))
     }
 
-    fn decode_secret(&self, s: &Secret) -> Result<Release, ReleaseError> {
-        let name = s.metadata.name.clone().unwrap_or_default();
-        decode_secret(s).map_err(|reason| ReleaseError::Corrupt {
+    fn decode<K: Record>(&self, o: &K) -> Result<Release, ReleaseError> {
+        let name = o.meta().name.clone().unwrap_or_default();
+        o.decode().map_err(|reason| ReleaseError::Corrupt {
             object: self.shown(&name),
             reason,
         })
     }
+}
 
-    fn decode_configmap(&self, c: &ConfigMap) -> Result<Release, ReleaseError> {
-        let name = c.metadata.name.clone().unwrap_or_default();
-        decode_configmap(c).map_err(|reason| ReleaseError::Corrupt {
-            object: self.shown(&name),
-            reason,
-        })
+/// An object type Helm keeps release records in.
+trait Record:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+    /// The release this record holds; the error says what is wrong with it.
+    fn decode(&self) -> Result<Release, String>;
+}
+
+impl Record for Secret {
+    fn decode(&self) -> Result<Release, String> {
+        decode_secret(self)
+    }
+}
+
+impl Record for ConfigMap {
+    fn decode(&self) -> Result<Release, String> {
+        decode_configmap(self)
     }
 }
 

@@ -77,6 +77,29 @@ fn reconcile_all(shared: &Arc<Shared>, kubelet: &mut pods::Kubelet) {
     kubelet.reconcile();
 }
 
+/// Deletes `pod` (in `owner`'s namespace) for `owner`'s controller
+/// (`component`) and, when it is gone, records `SuccessfulDelete` with
+/// `message` on `owner`, as the real controllers do.
+pub fn delete_pod(shared: &Shared, owner: &Value, pod: &Value, message: &str, component: &str) {
+    let deleted = shared.store.delete(
+        &crate::registry::PODS,
+        Some(namespace(owner)),
+        name(pod),
+        &crate::store::DeleteOptions::default(),
+    );
+    if deleted.is_ok() {
+        crate::events::record(
+            shared,
+            owner,
+            crate::events::EventType::Normal,
+            "SuccessfulDelete",
+            message,
+            component,
+            "",
+        );
+    }
+}
+
 /// Whether `obj` has an owner reference to `uid`.
 pub fn owned_by(obj: &Value, uid: &str) -> bool {
     obj["metadata"]["ownerReferences"]

@@ -3,11 +3,10 @@
 
 use serde_json::{Value, json};
 
-use super::{name, namespace, owned_by, pod_from_template, terminating, uid};
+use super::{delete_pod, name, namespace, owned_by, pod_from_template, terminating, uid};
 use crate::events::{self, EventType};
 use crate::registry;
 use crate::state::Shared;
-use crate::store::DeleteOptions;
 
 pub fn reconcile(shared: &Shared) {
     let all_pods = shared.store.snapshot(&registry::PODS, None);
@@ -63,26 +62,13 @@ pub fn reconcile(shared: &Shared) {
                     )
             });
             for p in pods.iter().take(pods.len() - want) {
-                if shared
-                    .store
-                    .delete(
-                        &registry::PODS,
-                        Some(&ns),
-                        name(p),
-                        &DeleteOptions::default(),
-                    )
-                    .is_ok()
-                {
-                    events::record(
-                        shared,
-                        &rs,
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        &format!("Deleted pod: {}", name(p)),
-                        "replicaset-controller",
-                        "",
-                    );
-                }
+                delete_pod(
+                    shared,
+                    &rs,
+                    p,
+                    &format!("Deleted pod: {}", name(p)),
+                    "replicaset-controller",
+                );
             }
         }
         // Status from what exists now.

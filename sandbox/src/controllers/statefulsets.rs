@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use super::{name, namespace, owned_by, owner_ref, template_hash, terminating, uid};
+use super::{delete_pod, name, namespace, owned_by, owner_ref, template_hash, terminating, uid};
 use crate::events::{self, EventType};
 use crate::registry;
 use crate::state::Shared;
@@ -148,26 +148,13 @@ fn reconcile_one(shared: &Shared, s: &Value) {
         .collect();
     extra.sort_by_key(|(o, _)| -o);
     for (_, p) in extra.iter().take(if parallel { extra.len() } else { 1 }) {
-        if shared
-            .store
-            .delete(
-                &registry::PODS,
-                Some(&ns),
-                name(p),
-                &DeleteOptions::default(),
-            )
-            .is_ok()
-        {
-            events::record(
-                shared,
-                s,
-                EventType::Normal,
-                "SuccessfulDelete",
-                &format!("delete Pod {} in StatefulSet {sname} successful", name(p)),
-                "statefulset-controller",
-                "",
-            );
-        }
+        delete_pod(
+            shared,
+            s,
+            p,
+            &format!("delete Pod {} in StatefulSet {sname} successful", name(p)),
+            "statefulset-controller",
+        );
     }
 
     // Rolling update: once everything is ready, replace the highest pod

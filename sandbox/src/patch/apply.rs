@@ -976,6 +976,16 @@ mod tests {
         d
     }
 
+    /// `web` with one container `app` running `image`.
+    fn web(replicas: Option<i64>, image: &str) -> Value {
+        deploy(replicas, json!([{"name":"app","image":image}]))
+    }
+
+    /// `web` (1 replica, app:1) as kubectl first applies it.
+    fn applied_by_kubectl() -> Value {
+        server_side_apply(None, &web(Some(1), "app:1"), "kubectl", false, T1).unwrap()
+    }
+
     #[test]
     fn create_records_an_apply_entry_in_fieldsv1_format() {
         let applied = deploy(
@@ -1042,22 +1052,9 @@ mod tests {
 
     #[test]
     fn conflict_without_force_names_field_and_owner() {
-        let live = server_side_apply(
-            None,
-            &deploy(Some(1), json!([{"name":"app","image":"app:1"}])),
-            "kubectl",
-            false,
-            T1,
-        )
-        .unwrap();
-        let err = server_side_apply(
-            Some(&live),
-            &deploy(Some(3), json!([{"name":"app","image":"app:1"}])),
-            "helm",
-            false,
-            T2,
-        )
-        .unwrap_err();
+        let live = applied_by_kubectl();
+        let err =
+            server_side_apply(Some(&live), &web(Some(3), "app:1"), "helm", false, T2).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"
@@ -1074,22 +1071,9 @@ mod tests {
 
     #[test]
     fn several_conflicts_are_grouped_by_manager() {
-        let live = server_side_apply(
-            None,
-            &deploy(Some(1), json!([{"name":"app","image":"app:1"}])),
-            "kubectl",
-            false,
-            T1,
-        )
-        .unwrap();
-        let err = server_side_apply(
-            Some(&live),
-            &deploy(Some(3), json!([{"name":"app","image":"app:2"}])),
-            "helm",
-            false,
-            T2,
-        )
-        .unwrap_err();
+        let live = applied_by_kubectl();
+        let err =
+            server_side_apply(Some(&live), &web(Some(3), "app:2"), "helm", false, T2).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Apply failed with 2 conflicts: conflicts with \"kubectl\"\n- .spec.replicas\n- .spec.template.spec.containers[name=\"app\"].image"
@@ -1098,14 +1082,7 @@ mod tests {
 
     #[test]
     fn force_moves_ownership() {
-        let live = server_side_apply(
-            None,
-            &deploy(Some(1), json!([{"name":"app","image":"app:1"}])),
-            "kubectl",
-            false,
-            T1,
-        )
-        .unwrap();
+        let live = applied_by_kubectl();
         let out = server_side_apply(Some(&live), &json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"replicas":3}}), "hpa", true, T2).unwrap();
         assert_eq!(out["spec"]["replicas"], 3);
         assert_eq!(
@@ -1119,14 +1096,8 @@ mod tests {
         );
         // The old owner no longer conflicts on... its own next apply without replicas,
         // and the replicas field stays (hpa owns it).
-        let again = server_side_apply(
-            Some(&out),
-            &deploy(None, json!([{"name":"app","image":"app:1"}])),
-            "kubectl",
-            false,
-            T2,
-        )
-        .unwrap();
+        let again =
+            server_side_apply(Some(&out), &web(None, "app:1"), "kubectl", false, T2).unwrap();
         assert_eq!(again["spec"]["replicas"], 3);
     }
 
@@ -1156,7 +1127,7 @@ mod tests {
             "spec":{"template":{"spec":{"containers":[{"name":"app","env":[{"name":"DEBUG","value":"1"}]}]}}}});
         let live = server_side_apply(Some(&live), &other, "operator", false, T1).unwrap();
         // Helm's next revision drops the sidecar and bumps the image.
-        let v2 = deploy(Some(1), json!([{"name":"app","image":"app:2"}]));
+        let v2 = web(Some(1), "app:2");
         let out = server_side_apply(Some(&live), &v2, "helm", false, T2).unwrap();
         assert_eq!(
             out["spec"]["template"]["spec"]["containers"],
@@ -1195,14 +1166,7 @@ mod tests {
 
     #[test]
     fn update_managers_take_changed_fields_and_then_conflict() {
-        let live = server_side_apply(
-            None,
-            &deploy(Some(1), json!([{"name":"app","image":"app:1"}])),
-            "kubectl",
-            false,
-            T1,
-        )
-        .unwrap();
+        let live = applied_by_kubectl();
         let mut edited = live.clone();
         edited["spec"]["replicas"] = json!(4);
         edited["metadata"]["annotations"] = json!({"note":"scaled"});
@@ -1219,14 +1183,8 @@ mod tests {
                 .get("f:replicas")
                 .is_none()
         );
-        let err = server_side_apply(
-            Some(&out),
-            &deploy(Some(1), json!([{"name":"app","image":"app:1"}])),
-            "kubectl",
-            false,
-            T2,
-        )
-        .unwrap_err();
+        let err = server_side_apply(Some(&out), &web(Some(1), "app:1"), "kubectl", false, T2)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(

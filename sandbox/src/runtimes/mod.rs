@@ -21,3 +21,9 @@ pub fn default_runtimes() -> Runtimes {
     r.register(Arc::new(ShellRuntime::new()));
     r
 }
+
+/// Owned command arguments, for the runtimes' unit tests.
+#[cfg(test)]
+fn test_args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,8 +23,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use super::postgres::{
-    SimpleCommand, delegate_to_shell, free_port, log_file, log_line, map_path_arg, program_name,
-    run_streaming, search_path, write_private,
+    SimpleCommand, delegate_to_shell, free_port, kill_child, log_line, map_path_arg, output_to_log,
+    program_name, run_streaming, search_path, start_logged, stop_child, write_private,
 };
 use crate::runtime::{BoxedStream, ContainerRef, ExecIo, ExecOutcome, ImageRuntime};
 
@@ -197,10 +196,8 @@ impl OpenBaoRuntime {
                 .arg(format!("-config={}", config.display()))
                 .env_clear()
                 .env("PATH", search_path(&[]))
-                .env("HOME", &c.root)
-                .stdin(Stdio::null())
-                .stdout(log_file(&c.log_path)?)
-                .stderr(log_file(&c.log_path)?);
+                .env("HOME", &c.root);
+            output_to_log(&mut cmd, &c.log_path)?;
             unsafe {
                 cmd.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
@@ -219,8 +216,7 @@ impl OpenBaoRuntime {
                     return Ok(());
                 }
                 Err(e) => {
-                    let _ = server.child.start_kill();
-                    let _ = server.child.wait().await;
+                    kill_child(&mut server.child).await;
                     last = Some(e);
                 }
             }
@@ -314,18 +310,7 @@ impl OpenBaoRuntime {
         let Some(mut s) = self.servers.lock().await.remove(&c.root) else {
             return;
         };
-        if let Some(pid) = s.child.id() {
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
-        }
-        if tokio::time::timeout(Duration::from_secs(30), s.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = s.child.start_kill();
-            let _ = s.child.wait().await;
-        }
+        stop_child(&mut s.child, libc::SIGTERM).await;
         log_line(&c.log_path, "sandbox: OpenBao stopped");
     }
 }
@@ -341,12 +326,7 @@ impl ImageRuntime for OpenBaoRuntime {
     }
 
     fn start<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            self.start_server(c).await.map_err(|e| {
-                log_line(&c.log_path, &format!("sandbox: {e}"));
-                anyhow::Error::new(e)
-            })
-        })
+        start_logged(c, self.start_server(c))
     }
 
     fn stop<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, ()> {

@@ -219,10 +219,8 @@ impl PostgresRuntime {
                 .args(["-c", "listen_addresses=127.0.0.1"])
                 .env_clear()
                 .env("PATH", "/usr/bin:/bin")
-                .env("LC_ALL", "C.UTF-8")
-                .stdin(Stdio::null())
-                .stdout(log_file(&c.log_path)?)
-                .stderr(log_file(&c.log_path)?);
+                .env("LC_ALL", "C.UTF-8");
+            output_to_log(&mut cmd, &c.log_path)?;
             as_user(&mut cmd, user, libc::SIGINT);
             let child = cmd.spawn()?;
             let endpoint = PgEndpoint {
@@ -248,8 +246,7 @@ impl PostgresRuntime {
                     return Ok(());
                 }
                 Err(e) => {
-                    let _ = server.child.start_kill();
-                    let _ = server.child.wait().await;
+                    kill_child(&mut server.child).await;
                     last_err = Some(e);
                 }
             }
@@ -267,18 +264,7 @@ impl PostgresRuntime {
         if let Some(mut s) = server {
             // SIGINT is PostgreSQL's "fast" shutdown: roll back open
             // transactions, checkpoint, exit.
-            if let Some(pid) = s.child.id() {
-                unsafe {
-                    libc::kill(pid as libc::pid_t, libc::SIGINT);
-                }
-            }
-            if tokio::time::timeout(Duration::from_secs(30), s.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = s.child.start_kill();
-                let _ = s.child.wait().await;
-            }
+            stop_child(&mut s.child, libc::SIGINT).await;
             log_line(&c.log_path, "postgres: server stopped");
         }
     }
@@ -294,12 +280,7 @@ impl ImageRuntime for PostgresRuntime {
     }
 
     fn start<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            self.start_server(c).await.map_err(|e| {
-                log_line(&c.log_path, &format!("sandbox: {e}"));
-                anyhow::Error::new(e)
-            })
-        })
+        start_logged(c, self.start_server(c))
     }
 
     fn stop<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, ()> {
@@ -419,10 +400,8 @@ async fn initdb(
         .args(["-E", "UTF8", "--no-locale", "--auth-local=trust"])
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .env("LC_ALL", "C.UTF-8")
-        .stdin(Stdio::null())
-        .stdout(log_file(&c.log_path)?)
-        .stderr(log_file(&c.log_path)?);
+        .env("LC_ALL", "C.UTF-8");
+    output_to_log(&mut cmd, &c.log_path)?;
     if let Some(pw) = password {
         write_private(&pwfile, pw.as_bytes())?;
         if let Some((uid, gid)) = user {
@@ -727,6 +706,55 @@ fn allow_traverse(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 // ---------------------------------------------------------------------------
 // Shared by the sandbox's runtimes: processes, paths, logs.
 
+/// Sends a server `signal` (its clean shutdown), gives it 30 s to exit,
+/// then kills it.
+pub(crate) async fn stop_child(child: &mut Child, signal: libc::c_int) {
+    if let Some(pid) = child.id() {
+        unsafe {
+            libc::kill(pid as libc::pid_t, signal);
+        }
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        kill_child(child).await;
+    }
+}
+
+/// Kills a server (one that did not come up) and reaps it.
+pub(crate) async fn kill_child(child: &mut Child) {
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+/// [`ImageRuntime::start`] of a runtime whose `start` fails with a typed
+/// error: the error also goes to the container log, as a kubelet records
+/// why a container did not start.
+pub(crate) fn start_logged<'a, E>(
+    c: &'a ContainerRef,
+    start: impl std::future::Future<Output = Result<(), E>> + Send + 'a,
+) -> BoxFuture<'a, anyhow::Result<()>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    Box::pin(async move {
+        start.await.map_err(|e| {
+            log_line(&c.log_path, &format!("sandbox: {e}"));
+            anyhow::Error::new(e)
+        })
+    })
+}
+
+/// A server process: no standard input, its output appended to the
+/// container log.
+pub(crate) fn output_to_log(cmd: &mut Command, log: &Path) -> std::io::Result<()> {
+    cmd.stdin(Stdio::null())
+        .stdout(log_file(log)?)
+        .stderr(log_file(log)?);
+    Ok(())
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; callers retry on a race).
 pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
@@ -753,20 +781,13 @@ pub(crate) fn log_line(path: &Path, msg: &str) {
     }
 }
 
-/// Writes a file only its owner can read (0600), replacing any old one.
+/// Writes a file only its owner can read (0600), replacing any old one,
+/// creating its folder first.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    crate::kubeconfig::write_private(path, bytes)
 }
 
 /// Maps an absolute path argument (`/tmp/x`, `--file=/tmp/x`) into the
@@ -997,10 +1018,7 @@ pub(crate) async fn delegate_to_shell(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
+    use crate::runtimes::test_args as s;
 
     #[test]
     fn simple_commands_behind_env_and_sh() {

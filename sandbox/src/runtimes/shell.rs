@@ -656,10 +656,7 @@ fn map_tar_args(args: &[String], root: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
+    use crate::runtimes::test_args as s;
 
     #[test]
     fn tar_create_operands_become_relative() {

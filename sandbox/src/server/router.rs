@@ -87,6 +87,20 @@ fn segments(path: &str) -> Vec<String> {
         .collect()
 }
 
+/// `/api` (`core`) or `/apis`: aggregated discovery when the request
+/// accepts it, else `plain()`.
+fn discovery_root(req: &Request<Incoming>, core: bool, plain: fn() -> Value) -> Response<Body> {
+    if http::wants_aggregated(req.headers()) {
+        http::json_response_typed(
+            StatusCode::OK,
+            &crate::discovery::aggregated(core),
+            crate::discovery::AGGREGATED_CONTENT_TYPE,
+        )
+    } else {
+        ok(&plain())
+    }
+}
+
 async fn route(
     ctx: &Context,
     req: Request<Incoming>,
@@ -98,27 +112,13 @@ async fn route(
     match s.as_slice() {
         ["sandbox", "faults"] => return super::admin::faults(ctx, req).await,
         ["sandbox", "authz"] => return super::admin::authz(ctx, req).await,
+        // Discovery roots: the aggregated document when the client asks
+        // for it, else the plain list.
         ["api"] if is_get => {
-            return Ok(if http::wants_aggregated(req.headers()) {
-                http::json_response_typed(
-                    StatusCode::OK,
-                    &crate::discovery::aggregated(true),
-                    crate::discovery::AGGREGATED_CONTENT_TYPE,
-                )
-            } else {
-                ok(&crate::discovery::core_versions())
-            });
+            return Ok(discovery_root(&req, true, crate::discovery::core_versions));
         }
         ["apis"] if is_get => {
-            return Ok(if http::wants_aggregated(req.headers()) {
-                http::json_response_typed(
-                    StatusCode::OK,
-                    &crate::discovery::aggregated(false),
-                    crate::discovery::AGGREGATED_CONTENT_TYPE,
-                )
-            } else {
-                ok(&crate::discovery::group_list())
-            });
+            return Ok(discovery_root(&req, false, crate::discovery::group_list));
         }
         ["api", "v1"] if is_get => {
             return crate::discovery::resource_list("", "v1")

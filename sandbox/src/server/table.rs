@@ -23,6 +23,15 @@ impl IncludeObject {
     }
 }
 
+/// `3m20s`, or `3m` when the smaller unit's count is 0.
+fn two_units(n: i64, unit: &str, rest: i64, rest_unit: &str) -> String {
+    if rest == 0 {
+        format!("{n}{unit}")
+    } else {
+        format!("{n}{unit}{rest}{rest_unit}")
+    }
+}
+
 /// Kubernetes' short human durations: `45s`, `3m20s`, `5h`, `3d`.
 pub fn human_duration(secs: i64) -> String {
     let s = secs.max(0);
@@ -31,36 +40,21 @@ pub fn human_duration(secs: i64) -> String {
     }
     let m = s / 60;
     if m < 10 {
-        let rem = s % 60;
-        return if rem == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{rem}s")
-        };
+        return two_units(m, "m", s % 60, "s");
     }
     if m < 60 * 3 {
         return format!("{m}m");
     }
     let h = m / 60;
     if h < 8 {
-        let rem = m % 60;
-        return if rem == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{rem}m")
-        };
+        return two_units(h, "h", m % 60, "m");
     }
     if h < 48 {
         return format!("{h}h");
     }
     if h < 24 * 8 {
         let d = h / 24;
-        let rem = h % 24;
-        return if rem == 0 {
-            format!("{d}d")
-        } else {
-            format!("{d}d{rem}h")
-        };
+        return two_units(d, "d", h % 24, "h");
     }
     let d = h / 24;
     if d < 365 * 2 {
@@ -124,37 +118,30 @@ fn pod_status(p: &Value) -> String {
     reason
 }
 
-fn pod_cells(p: &Value) -> Vec<Value> {
+fn pod_ready(p: &Value) -> Value {
     let total = p
         .pointer("/spec/containers")
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
-    let statuses = p
+    let ready = p
         .pointer("/status/containerStatuses")
-        .and_then(Value::as_array);
-    let ready = statuses
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter(|c| c["ready"] == json!(true))
         .count();
-    let restarts: i64 = statuses
+    json!(format!("{ready}/{total}"))
+}
+
+fn pod_restarts(p: &Value) -> Value {
+    let restarts: i64 = p
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .map(|c| c["restartCount"].as_i64().unwrap_or(0))
         .sum();
-    let ip = s(p, "/status/podIP");
-    let node = s(p, "/spec/nodeName");
-    vec![
-        json!(s(p, "/metadata/name")),
-        json!(format!("{ready}/{total}")),
-        json!(pod_status(p)),
-        json!(restarts),
-        json!(age(p)),
-        json!(if ip.is_empty() { "<none>" } else { ip }),
-        json!(if node.is_empty() { "<none>" } else { node }),
-        json!("<none>"),
-        json!("<none>"),
-    ]
+    json!(restarts)
 }
 
 fn service_ports(o: &Value) -> String {
@@ -235,490 +222,510 @@ fn conditions_true(o: &Value, ty: &str) -> bool {
         .any(|c| c["type"] == ty && c["status"] == "True")
 }
 
-/// Column definitions and a row function for a type.
-/// Computes a row's cells.
-type RowFn = fn(&Value) -> Vec<Value>;
+/// How a column's cell is computed from an object.
+#[derive(Clone, Copy)]
+enum Cell {
+    /// The string at a JSON pointer, "" when absent.
+    Str(&'static str),
+    /// The string at a JSON pointer, `<none>` when absent or empty.
+    StrOrNone(&'static str),
+    /// The integer at a JSON pointer, 0 when absent.
+    Int(&'static str),
+    /// `a/b` of the integers at two JSON pointers (ready of desired).
+    Ratio(&'static str, &'static str),
+    /// The same text in every row.
+    Fixed(&'static str),
+    /// Computed from the whole object.
+    With(fn(&Value) -> Value),
+}
 
-fn columns(rt: &ResourceType) -> (Vec<Value>, RowFn) {
-    let name = || col("Name", "string", 0);
-    let age_col = || col("Age", "string", 0);
-    if rt.same(&registry::PODS) {
-        return (
-            vec![
-                name(),
-                col("Ready", "string", 0),
-                col("Status", "string", 0),
-                col("Restarts", "string", 0),
-                age_col(),
-                col("IP", "string", 1),
-                col("Node", "string", 1),
-                col("Nominated Node", "string", 1),
-                col("Readiness Gates", "string", 1),
-            ],
-            pod_cells,
-        );
+impl Cell {
+    fn of(self, o: &Value) -> Value {
+        match self {
+            Cell::Str(p) => json!(s(o, p)),
+            Cell::StrOrNone(p) => {
+                let v = s(o, p);
+                json!(if v.is_empty() { "<none>" } else { v })
+            }
+            Cell::Int(p) => json!(n(o, p)),
+            Cell::Ratio(a, b) => json!(format!("{}/{}", n(o, a), n(o, b))),
+            Cell::Fixed(text) => json!(text),
+            Cell::With(f) => f(o),
+        }
     }
-    if rt.kind == "Event" {
-        return (
-            vec![
-                col("Last Seen", "string", 0),
-                col("Type", "string", 0),
-                col("Reason", "string", 0),
-                col("Object", "string", 0),
-                col("Message", "string", 0),
-            ],
-            |e| {
-                let msg = if e.get("message").is_some() {
-                    s(e, "/message")
-                } else {
-                    s(e, "/note")
-                };
-                vec![
-                    json!(event_last_seen(e)),
-                    json!(s(e, "/type")),
-                    json!(s(e, "/reason")),
-                    json!(event_object(e)),
-                    json!(msg),
-                ]
-            },
-        );
+}
+
+/// A column `kubectl get` prints: its header, type, priority (1: only
+/// with `-o wide`) and how its cell is computed.
+struct Column {
+    name: &'static str,
+    ty: &'static str,
+    priority: i64,
+    cell: Cell,
+}
+
+const fn c(name: &'static str, ty: &'static str, cell: Cell) -> Column {
+    Column {
+        name,
+        ty,
+        priority: 0,
+        cell,
     }
-    if rt.same(&registry::DEPLOYMENTS) {
-        return (
-            vec![
-                name(),
-                col("Ready", "string", 0),
-                col("Up-to-date", "string", 0),
-                col("Available", "string", 0),
-                age_col(),
-            ],
-            |o| {
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(format!(
-                        "{}/{}",
-                        n(o, "/status/readyReplicas"),
-                        n(o, "/spec/replicas")
-                    )),
-                    json!(n(o, "/status/updatedReplicas")),
-                    json!(n(o, "/status/availableReplicas")),
-                    json!(age(o)),
-                ]
-            },
-        );
+}
+
+/// A string column shown only with `-o wide`.
+const fn wide(name: &'static str, cell: Cell) -> Column {
+    Column {
+        name,
+        ty: "string",
+        priority: 1,
+        cell,
     }
-    if rt.same(&registry::STATEFULSETS) {
-        return (vec![name(), col("Ready", "string", 0), age_col()], |o| {
-            vec![
-                json!(s(o, "/metadata/name")),
-                json!(format!(
-                    "{}/{}",
-                    n(o, "/status/readyReplicas"),
-                    n(o, "/spec/replicas")
-                )),
-                json!(age(o)),
-            ]
-        });
-    }
-    if rt.same(&registry::REPLICASETS) {
-        return (
-            vec![
-                name(),
-                col("Desired", "integer", 0),
-                col("Current", "integer", 0),
-                col("Ready", "integer", 0),
-                age_col(),
-            ],
-            |o| {
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(n(o, "/spec/replicas")),
-                    json!(n(o, "/status/replicas")),
-                    json!(n(o, "/status/readyReplicas")),
-                    json!(age(o)),
-                ]
-            },
-        );
-    }
-    if rt.same(&registry::SERVICES) {
-        return (
-            vec![
-                name(),
-                col("Type", "string", 0),
-                col("Cluster-IP", "string", 0),
-                col("External-IP", "string", 0),
-                col("Port(s)", "string", 0),
-                age_col(),
-            ],
-            |o| {
-                let ip = s(o, "/spec/clusterIP");
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(s(o, "/spec/type")),
-                    json!(if ip.is_empty() { "<none>" } else { ip }),
-                    json!("<none>"),
-                    json!(service_ports(o)),
-                    json!(age(o)),
-                ]
-            },
-        );
-    }
-    if rt.same(&registry::SECRETS) {
-        return (
-            vec![
-                name(),
-                col("Type", "string", 0),
-                col("Data", "integer", 0),
-                age_col(),
-            ],
-            |o| {
-                let data = o
-                    .get("data")
-                    .and_then(Value::as_object)
-                    .map_or(0, |m| m.len());
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(s(o, "/type")),
-                    json!(data),
-                    json!(age(o)),
-                ]
-            },
-        );
-    }
-    if rt.same(&registry::CONFIGMAPS) {
-        return (vec![name(), col("Data", "integer", 0), age_col()], |o| {
-            let data = o
-                .get("data")
-                .and_then(Value::as_object)
-                .map_or(0, |m| m.len())
-                + o.get("binaryData")
-                    .and_then(Value::as_object)
-                    .map_or(0, |m| m.len());
-            vec![json!(s(o, "/metadata/name")), json!(data), json!(age(o))]
-        });
-    }
-    if rt.same(&registry::JOBS) {
-        return (
-            vec![
-                name(),
-                col("Status", "string", 0),
-                col("Completions", "string", 0),
-                col("Duration", "string", 0),
-                age_col(),
-            ],
-            |o| {
-                let status = if conditions_true(o, "Complete") {
-                    "Complete"
-                } else if conditions_true(o, "Failed") {
-                    "Failed"
-                } else {
-                    "Running"
-                };
-                let duration = match (
-                    o.pointer("/status/startTime").and_then(Value::as_str),
-                    o.pointer("/status/completionTime").and_then(Value::as_str),
-                ) {
-                    (Some(a), Some(b)) => match (
-                        chrono::DateTime::parse_from_rfc3339(a),
-                        chrono::DateTime::parse_from_rfc3339(b),
-                    ) {
-                        (Ok(a), Ok(b)) => human_duration((b - a).num_seconds()),
-                        _ => String::new(),
-                    },
-                    (Some(a), None) => age_of(Some(a)),
-                    _ => String::new(),
-                };
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(status),
-                    json!(format!(
-                        "{}/{}",
-                        n(o, "/status/succeeded"),
-                        o.pointer("/spec/completions")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(1)
-                    )),
-                    json!(duration),
-                    json!(age(o)),
-                ]
-            },
-        );
-    }
-    if rt.same(&registry::NAMESPACES) {
-        return (vec![name(), col("Status", "string", 0), age_col()], |o| {
-            vec![
-                json!(s(o, "/metadata/name")),
-                json!(s(o, "/status/phase")),
-                json!(age(o)),
-            ]
-        });
-    }
-    if rt.same(&registry::NODES) {
-        return (
-            vec![
-                name(),
-                col("Status", "string", 0),
-                col("Roles", "string", 0),
-                age_col(),
-                col("Version", "string", 0),
-            ],
-            |o| {
-                let ready = if conditions_true(o, "Ready") {
-                    "Ready"
-                } else {
-                    "NotReady"
-                };
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(ready),
-                    json!("control-plane"),
-                    json!(age(o)),
-                    json!(s(o, "/status/nodeInfo/kubeletVersion")),
-                ]
-            },
-        );
-    }
-    if rt.same(&registry::PERSISTENTVOLUMECLAIMS) {
-        return (
-            vec![
-                name(),
-                col("Status", "string", 0),
-                col("Volume", "string", 0),
-                col("Capacity", "string", 0),
-                col("Access Modes", "string", 0),
-                col("StorageClass", "string", 0),
-                age_col(),
-            ],
-            |o| {
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(s(o, "/status/phase")),
-                    json!(s(o, "/spec/volumeName")),
-                    json!(s(o, "/status/capacity/storage")),
-                    json!(access_modes(o)),
-                    json!(s(o, "/spec/storageClassName")),
-                    json!(age(o)),
-                ]
-            },
-        );
-    }
-    if rt.same(&registry::DAEMONSETS) {
-        return (
-            vec![
-                name(),
-                col("Desired", "integer", 0),
-                col("Current", "integer", 0),
-                col("Ready", "integer", 0),
-                col("Up-to-date", "integer", 0),
-                col("Available", "integer", 0),
-                col("Node Selector", "string", 0),
-                age_col(),
-            ],
-            |o| {
-                let sel = o
-                    .pointer("/spec/template/spec/nodeSelector")
-                    .and_then(Value::as_object)
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "<none>".into());
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(n(o, "/status/desiredNumberScheduled")),
-                    json!(n(o, "/status/currentNumberScheduled")),
-                    json!(n(o, "/status/numberReady")),
-                    json!(n(o, "/status/updatedNumberScheduled")),
-                    json!(n(o, "/status/numberAvailable")),
-                    json!(sel),
-                    json!(age(o)),
-                ]
-            },
-        );
-    }
-    if rt.same(&registry::SERVICEACCOUNTS) {
-        return (vec![name(), col("Secrets", "integer", 0), age_col()], |o| {
-            let n = o
-                .get("secrets")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            vec![json!(s(o, "/metadata/name")), json!(n), json!(age(o))]
-        });
-    }
-    if rt.same(&registry::ENDPOINTS) {
-        return (
-            vec![name(), col("Endpoints", "string", 0), age_col()],
-            |o| {
-                let mut eps = Vec::new();
-                for sub in o
-                    .get("subsets")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    for a in sub["addresses"].as_array().into_iter().flatten() {
-                        for p in sub["ports"].as_array().into_iter().flatten() {
-                            eps.push(format!("{}:{}", a["ip"].as_str().unwrap_or(""), p["port"]));
-                        }
-                    }
-                }
-                let text = if eps.is_empty() {
-                    "<none>".to_string()
-                } else if eps.len() > 3 {
-                    format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
-                } else {
-                    eps.join(",")
-                };
-                vec![json!(s(o, "/metadata/name")), json!(text), json!(age(o))]
-            },
-        );
-    }
-    if rt.same(&registry::PERSISTENTVOLUMES) {
-        return (
-            vec![
-                name(),
-                col("Capacity", "string", 0),
-                col("Access Modes", "string", 0),
-                col("Reclaim Policy", "string", 0),
-                col("Status", "string", 0),
-                col("Claim", "string", 0),
-                col("StorageClass", "string", 0),
-                age_col(),
-            ],
-            |o| {
-                let claim = match (
-                    s(o, "/spec/claimRef/namespace"),
-                    s(o, "/spec/claimRef/name"),
-                ) {
-                    (_, "") => String::new(),
-                    (ns, n) => format!("{ns}/{n}"),
-                };
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(s(o, "/spec/capacity/storage")),
-                    json!(access_modes(o)),
-                    json!(s(o, "/spec/persistentVolumeReclaimPolicy")),
-                    json!(s(o, "/status/phase")),
-                    json!(claim),
-                    json!(s(o, "/spec/storageClassName")),
-                    json!(age(o)),
-                ]
-            },
-        );
-    }
-    if rt.same(&registry::STORAGECLASSES) {
-        return (
-            vec![
-                name(),
-                col("Provisioner", "string", 0),
-                col("ReclaimPolicy", "string", 0),
-                col("VolumeBindingMode", "string", 0),
-                col("AllowVolumeExpansion", "string", 0),
-                age_col(),
-            ],
-            |o| {
-                let default = o
-                    .pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
-                    == Some(&json!("true"));
-                let name = s(o, "/metadata/name");
-                vec![
-                    json!(if default {
-                        format!("{name} (default)")
-                    } else {
-                        name.to_string()
-                    }),
-                    json!(s(o, "/provisioner")),
-                    json!(s(o, "/reclaimPolicy")),
-                    json!(s(o, "/volumeBindingMode")),
-                    json!(
-                        o.get("allowVolumeExpansion")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false)
-                    ),
-                    json!(age(o)),
-                ]
-            },
-        );
-    }
-    if rt.same(&registry::CRONJOBS) {
-        return (
-            vec![
-                name(),
-                col("Schedule", "string", 0),
-                col("Timezone", "string", 0),
-                col("Suspend", "boolean", 0),
-                col("Active", "integer", 0),
-                col("Last Schedule", "string", 0),
-                age_col(),
-            ],
-            |o| {
-                let tz = s(o, "/spec/timeZone");
-                let last = o
-                    .pointer("/status/lastScheduleTime")
-                    .and_then(Value::as_str);
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(s(o, "/spec/schedule")),
-                    json!(if tz.is_empty() { "<none>" } else { tz }),
-                    json!(
-                        o.pointer("/spec/suspend")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false)
-                    ),
-                    json!(
-                        o.pointer("/status/active")
-                            .and_then(Value::as_array)
-                            .map_or(0, Vec::len)
-                    ),
-                    json!(last.map_or("<none>".to_string(), |t| age_of(Some(t)))),
-                    json!(age(o)),
-                ]
-            },
-        );
-    }
-    if rt.same(&registry::CONTROLLERREVISIONS) {
-        return (
-            vec![
-                name(),
-                col("Controller", "string", 0),
-                col("Revision", "integer", 0),
-                age_col(),
-            ],
-            |o| {
-                let owner = o
-                    .pointer("/metadata/ownerReferences")
-                    .and_then(Value::as_array)
-                    .and_then(|refs| refs.iter().find(|r| r["controller"] == json!(true)))
-                    .map(|r| {
-                        let group = r["apiVersion"]
-                            .as_str()
-                            .unwrap_or("")
-                            .split('/')
-                            .next()
-                            .unwrap_or("");
-                        format!(
-                            "{}.{}/{}",
-                            r["kind"].as_str().unwrap_or("").to_ascii_lowercase(),
-                            group,
-                            r["name"].as_str().unwrap_or("")
-                        )
-                    })
-                    .unwrap_or_else(|| "<none>".into());
-                vec![
-                    json!(s(o, "/metadata/name")),
-                    json!(owner),
-                    json!(n(o, "/revision")),
-                    json!(age(o)),
-                ]
-            },
-        );
-    }
-    (vec![name(), age_col()], |o| {
-        vec![json!(s(o, "/metadata/name")), json!(age(o))]
+}
+
+const NAME: Column = c("Name", "string", Cell::Str("/metadata/name"));
+const AGE: Column = c("Age", "string", Cell::With(|o| json!(age(o))));
+
+const POD: &[Column] = &[
+    NAME,
+    c("Ready", "string", Cell::With(pod_ready)),
+    c("Status", "string", Cell::With(|p| json!(pod_status(p)))),
+    c("Restarts", "string", Cell::With(pod_restarts)),
+    AGE,
+    wide("IP", Cell::StrOrNone("/status/podIP")),
+    wide("Node", Cell::StrOrNone("/spec/nodeName")),
+    wide("Nominated Node", Cell::Fixed("<none>")),
+    wide("Readiness Gates", Cell::Fixed("<none>")),
+];
+
+const EVENT: &[Column] = &[
+    c(
+        "Last Seen",
+        "string",
+        Cell::With(|e| json!(event_last_seen(e))),
+    ),
+    c("Type", "string", Cell::Str("/type")),
+    c("Reason", "string", Cell::Str("/reason")),
+    c("Object", "string", Cell::With(|e| json!(event_object(e)))),
+    c(
+        "Message",
+        "string",
+        Cell::With(|e| {
+            if e.get("message").is_some() {
+                json!(s(e, "/message"))
+            } else {
+                json!(s(e, "/note"))
+            }
+        }),
+    ),
+];
+
+const DEPLOYMENT: &[Column] = &[
+    NAME,
+    c(
+        "Ready",
+        "string",
+        Cell::Ratio("/status/readyReplicas", "/spec/replicas"),
+    ),
+    c("Up-to-date", "string", Cell::Int("/status/updatedReplicas")),
+    c(
+        "Available",
+        "string",
+        Cell::Int("/status/availableReplicas"),
+    ),
+    AGE,
+];
+
+const STATEFULSET: &[Column] = &[
+    NAME,
+    c(
+        "Ready",
+        "string",
+        Cell::Ratio("/status/readyReplicas", "/spec/replicas"),
+    ),
+    AGE,
+];
+
+const REPLICASET: &[Column] = &[
+    NAME,
+    c("Desired", "integer", Cell::Int("/spec/replicas")),
+    c("Current", "integer", Cell::Int("/status/replicas")),
+    c("Ready", "integer", Cell::Int("/status/readyReplicas")),
+    AGE,
+];
+
+const SERVICE: &[Column] = &[
+    NAME,
+    c("Type", "string", Cell::Str("/spec/type")),
+    c("Cluster-IP", "string", Cell::StrOrNone("/spec/clusterIP")),
+    c("External-IP", "string", Cell::Fixed("<none>")),
+    c("Port(s)", "string", Cell::With(|o| json!(service_ports(o)))),
+    AGE,
+];
+
+/// How many keys the object `o[field]` has (0 when absent).
+fn keys(o: &Value, field: &str) -> usize {
+    o.get(field)
+        .and_then(Value::as_object)
+        .map_or(0, |m| m.len())
+}
+
+const SECRET: &[Column] = &[
+    NAME,
+    c("Type", "string", Cell::Str("/type")),
+    c("Data", "integer", Cell::With(|o| json!(keys(o, "data")))),
+    AGE,
+];
+
+const CONFIGMAP: &[Column] = &[
+    NAME,
+    c(
+        "Data",
+        "integer",
+        Cell::With(|o| json!(keys(o, "data") + keys(o, "binaryData"))),
+    ),
+    AGE,
+];
+
+fn job_status(o: &Value) -> Value {
+    json!(if conditions_true(o, "Complete") {
+        "Complete"
+    } else if conditions_true(o, "Failed") {
+        "Failed"
+    } else {
+        "Running"
     })
+}
+
+fn job_completions(o: &Value) -> Value {
+    json!(format!(
+        "{}/{}",
+        n(o, "/status/succeeded"),
+        o.pointer("/spec/completions")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+    ))
+}
+
+fn job_duration(o: &Value) -> Value {
+    let duration = match (
+        o.pointer("/status/startTime").and_then(Value::as_str),
+        o.pointer("/status/completionTime").and_then(Value::as_str),
+    ) {
+        (Some(a), Some(b)) => match (
+            chrono::DateTime::parse_from_rfc3339(a),
+            chrono::DateTime::parse_from_rfc3339(b),
+        ) {
+            (Ok(a), Ok(b)) => human_duration((b - a).num_seconds()),
+            _ => String::new(),
+        },
+        (Some(a), None) => age_of(Some(a)),
+        _ => String::new(),
+    };
+    json!(duration)
+}
+
+const JOB: &[Column] = &[
+    NAME,
+    c("Status", "string", Cell::With(job_status)),
+    c("Completions", "string", Cell::With(job_completions)),
+    c("Duration", "string", Cell::With(job_duration)),
+    AGE,
+];
+
+const NAMESPACE: &[Column] = &[NAME, c("Status", "string", Cell::Str("/status/phase")), AGE];
+
+const NODE: &[Column] = &[
+    NAME,
+    c(
+        "Status",
+        "string",
+        Cell::With(|o| {
+            json!(if conditions_true(o, "Ready") {
+                "Ready"
+            } else {
+                "NotReady"
+            })
+        }),
+    ),
+    c("Roles", "string", Cell::Fixed("control-plane")),
+    AGE,
+    c(
+        "Version",
+        "string",
+        Cell::Str("/status/nodeInfo/kubeletVersion"),
+    ),
+];
+
+const PERSISTENTVOLUMECLAIM: &[Column] = &[
+    NAME,
+    c("Status", "string", Cell::Str("/status/phase")),
+    c("Volume", "string", Cell::Str("/spec/volumeName")),
+    c("Capacity", "string", Cell::Str("/status/capacity/storage")),
+    c(
+        "Access Modes",
+        "string",
+        Cell::With(|o| json!(access_modes(o))),
+    ),
+    c(
+        "StorageClass",
+        "string",
+        Cell::Str("/spec/storageClassName"),
+    ),
+    AGE,
+];
+
+fn node_selector(o: &Value) -> Value {
+    let sel = o
+        .pointer("/spec/template/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "<none>".into());
+    json!(sel)
+}
+
+const DAEMONSET: &[Column] = &[
+    NAME,
+    c(
+        "Desired",
+        "integer",
+        Cell::Int("/status/desiredNumberScheduled"),
+    ),
+    c(
+        "Current",
+        "integer",
+        Cell::Int("/status/currentNumberScheduled"),
+    ),
+    c("Ready", "integer", Cell::Int("/status/numberReady")),
+    c(
+        "Up-to-date",
+        "integer",
+        Cell::Int("/status/updatedNumberScheduled"),
+    ),
+    c("Available", "integer", Cell::Int("/status/numberAvailable")),
+    c("Node Selector", "string", Cell::With(node_selector)),
+    AGE,
+];
+
+const SERVICEACCOUNT: &[Column] = &[
+    NAME,
+    c(
+        "Secrets",
+        "integer",
+        Cell::With(|o| {
+            json!(
+                o.get("secrets")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            )
+        }),
+    ),
+    AGE,
+];
+
+fn endpoints(o: &Value) -> Value {
+    let mut eps = Vec::new();
+    for sub in o
+        .get("subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for a in sub["addresses"].as_array().into_iter().flatten() {
+            for p in sub["ports"].as_array().into_iter().flatten() {
+                eps.push(format!("{}:{}", a["ip"].as_str().unwrap_or(""), p["port"]));
+            }
+        }
+    }
+    let text = if eps.is_empty() {
+        "<none>".to_string()
+    } else if eps.len() > 3 {
+        format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
+    } else {
+        eps.join(",")
+    };
+    json!(text)
+}
+
+const ENDPOINTS: &[Column] = &[NAME, c("Endpoints", "string", Cell::With(endpoints)), AGE];
+
+fn volume_claim(o: &Value) -> Value {
+    let claim = match (
+        s(o, "/spec/claimRef/namespace"),
+        s(o, "/spec/claimRef/name"),
+    ) {
+        (_, "") => String::new(),
+        (ns, n) => format!("{ns}/{n}"),
+    };
+    json!(claim)
+}
+
+const PERSISTENTVOLUME: &[Column] = &[
+    NAME,
+    c("Capacity", "string", Cell::Str("/spec/capacity/storage")),
+    c(
+        "Access Modes",
+        "string",
+        Cell::With(|o| json!(access_modes(o))),
+    ),
+    c(
+        "Reclaim Policy",
+        "string",
+        Cell::Str("/spec/persistentVolumeReclaimPolicy"),
+    ),
+    c("Status", "string", Cell::Str("/status/phase")),
+    c("Claim", "string", Cell::With(volume_claim)),
+    c(
+        "StorageClass",
+        "string",
+        Cell::Str("/spec/storageClassName"),
+    ),
+    AGE,
+];
+
+fn storage_class_name(o: &Value) -> Value {
+    let default = o.pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
+        == Some(&json!("true"));
+    let name = s(o, "/metadata/name");
+    json!(if default {
+        format!("{name} (default)")
+    } else {
+        name.to_string()
+    })
+}
+
+const STORAGECLASS: &[Column] = &[
+    c("Name", "string", Cell::With(storage_class_name)),
+    c("Provisioner", "string", Cell::Str("/provisioner")),
+    c("ReclaimPolicy", "string", Cell::Str("/reclaimPolicy")),
+    c(
+        "VolumeBindingMode",
+        "string",
+        Cell::Str("/volumeBindingMode"),
+    ),
+    c(
+        "AllowVolumeExpansion",
+        "string",
+        Cell::With(|o| {
+            json!(
+                o.get("allowVolumeExpansion")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            )
+        }),
+    ),
+    AGE,
+];
+
+const CRONJOB: &[Column] = &[
+    NAME,
+    c("Schedule", "string", Cell::Str("/spec/schedule")),
+    c("Timezone", "string", Cell::StrOrNone("/spec/timeZone")),
+    c(
+        "Suspend",
+        "boolean",
+        Cell::With(|o| {
+            json!(
+                o.pointer("/spec/suspend")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            )
+        }),
+    ),
+    c(
+        "Active",
+        "integer",
+        Cell::With(|o| {
+            json!(
+                o.pointer("/status/active")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            )
+        }),
+    ),
+    c(
+        "Last Schedule",
+        "string",
+        Cell::With(|o| {
+            let last = o
+                .pointer("/status/lastScheduleTime")
+                .and_then(Value::as_str);
+            json!(last.map_or("<none>".to_string(), |t| age_of(Some(t))))
+        }),
+    ),
+    AGE,
+];
+
+fn revision_controller(o: &Value) -> Value {
+    let owner = o
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|refs| refs.iter().find(|r| r["controller"] == json!(true)))
+        .map(|r| {
+            let group = r["apiVersion"]
+                .as_str()
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            format!(
+                "{}.{}/{}",
+                r["kind"].as_str().unwrap_or("").to_ascii_lowercase(),
+                group,
+                r["name"].as_str().unwrap_or("")
+            )
+        })
+        .unwrap_or_else(|| "<none>".into());
+    json!(owner)
+}
+
+const CONTROLLERREVISION: &[Column] = &[
+    NAME,
+    c("Controller", "string", Cell::With(revision_controller)),
+    c("Revision", "integer", Cell::Int("/revision")),
+    AGE,
+];
+
+/// Any other type: its name and age.
+const OTHER: &[Column] = &[NAME, AGE];
+
+/// The columns of each type with columns of its own.
+static KINDS: &[(&ResourceType, &[Column])] = &[
+    (&registry::PODS, POD),
+    (&registry::DEPLOYMENTS, DEPLOYMENT),
+    (&registry::STATEFULSETS, STATEFULSET),
+    (&registry::REPLICASETS, REPLICASET),
+    (&registry::SERVICES, SERVICE),
+    (&registry::SECRETS, SECRET),
+    (&registry::CONFIGMAPS, CONFIGMAP),
+    (&registry::JOBS, JOB),
+    (&registry::NAMESPACES, NAMESPACE),
+    (&registry::NODES, NODE),
+    (&registry::PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMECLAIM),
+    (&registry::DAEMONSETS, DAEMONSET),
+    (&registry::SERVICEACCOUNTS, SERVICEACCOUNT),
+    (&registry::ENDPOINTS, ENDPOINTS),
+    (&registry::PERSISTENTVOLUMES, PERSISTENTVOLUME),
+    (&registry::STORAGECLASSES, STORAGECLASS),
+    (&registry::CRONJOBS, CRONJOB),
+    (&registry::CONTROLLERREVISIONS, CONTROLLERREVISION),
+];
+
+fn columns(rt: &ResourceType) -> &'static [Column] {
+    // Both Event types (core and events.k8s.io) print alike.
+    if rt.kind == "Event" {
+        return EVENT;
+    }
+    KINDS
+        .iter()
+        .find(|(kind, _)| rt.same(kind))
+        .map_or(OTHER, |(_, cols)| cols)
 }
 
 /// The `PartialObjectMetadata` of an object.
@@ -739,11 +746,12 @@ pub fn table(
     list_meta: Value,
     with_columns: bool,
 ) -> Value {
-    let (cols, cells) = columns(rt);
+    let cols = columns(rt);
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
-            let mut row = json!({"cells": cells(o)});
+            let cells: Vec<Value> = cols.iter().map(|c| c.cell.of(o)).collect();
+            let mut row = json!({"cells": cells});
             match include {
                 IncludeObject::None => {}
                 IncludeObject::Metadata => row["object"] = partial_metadata(o),
@@ -756,7 +764,11 @@ pub fn table(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
-        "columnDefinitions": if with_columns { json!(cols) } else { json!([]) },
+        "columnDefinitions": if with_columns {
+            json!(cols.iter().map(|c| col(c.name, c.ty, c.priority)).collect::<Vec<_>>())
+        } else {
+            json!([])
+        },
         "rows": rows,
     })
 }

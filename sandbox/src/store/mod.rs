@@ -250,6 +250,12 @@ fn type_key(rt: &ResourceType) -> (&'static str, &'static str) {
     (r.group, r.plural)
 }
 
+/// The namespace a list or watch of `rt` is limited to: the one the
+/// request named, or none (all) for cluster-scoped types.
+fn list_scope<'a>(rt: &ResourceType, ns: Option<&'a str>) -> Option<&'a str> {
+    if rt.namespaced { ns } else { None }
+}
+
 fn scope_ns(rt: &ResourceType, ns: Option<&str>) -> String {
     if rt.namespaced {
         ns.unwrap_or("").to_string()
@@ -515,7 +521,7 @@ impl Store {
             .map(decode_continue)
             .transpose()?;
         let inner = self.lock();
-        let ns = if rt.namespaced { ns } else { None };
+        let ns = list_scope(rt, ns);
         let mut items = Vec::new();
         let mut continue_token = None;
         let mut remaining = 0u64;
@@ -551,7 +557,7 @@ impl Store {
     /// controllers.
     pub fn snapshot(&self, rt: &'static ResourceType, ns: Option<&str>) -> Vec<Arc<Value>> {
         let inner = self.lock();
-        let ns = if rt.namespaced { ns } else { None };
+        let ns = list_scope(rt, ns);
         inner
             .types
             .get(&type_key(rt))
@@ -800,12 +806,7 @@ impl Store {
         opts: &WatchOptions,
     ) -> Result<WatchStream, ApiError> {
         let inner = self.lock();
-        let ns = if rt.namespaced {
-            ns.map(String::from)
-        } else {
-            None
-        };
-        watch::open(self, &inner, rt, ns, opts)
+        watch::open(self, &inner, rt, list_scope(rt, ns).map(String::from), opts)
     }
 }
 

@@ -10,6 +10,13 @@ fn store_with_ns() -> Store {
     s
 }
 
+/// Creates `obj` in namespace kleidia; fails the test if the store
+/// refuses it.
+fn create(s: &Store, rt: &'static ResourceType, obj: Value) -> Value {
+    s.create(rt, Some("kleidia"), obj)
+        .unwrap_or_else(|e| panic!("create {} in kleidia: {e:?}", rt.plural))
+}
+
 fn cm(name: &str, labels: Value) -> Value {
     json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})
 }
@@ -17,9 +24,7 @@ fn cm(name: &str, labels: Value) -> Value {
 #[test]
 fn create_fills_metadata_and_rejects_duplicates() {
     let s = store_with_ns();
-    let o = s
-        .create(&CONFIGMAPS, Some("kleidia"), cm("a", json!({})))
-        .unwrap();
+    let o = create(&s, &CONFIGMAPS, cm("a", json!({})));
     assert_eq!(o["kind"], "ConfigMap");
     assert_eq!(o["metadata"]["namespace"], "kleidia");
     assert_eq!(o["metadata"]["generation"], 1);
@@ -33,13 +38,7 @@ fn create_fills_metadata_and_rejects_duplicates() {
         .unwrap_err();
     assert_eq!(e.code(), 404);
     assert_eq!(e.message, "namespaces \"nope\" not found");
-    let g = s
-        .create(
-            &CONFIGMAPS,
-            Some("kleidia"),
-            json!({"metadata": {"generateName": "x-"}}),
-        )
-        .unwrap();
+    let g = create(&s, &CONFIGMAPS, json!({"metadata": {"generateName": "x-"}}));
     assert!(name_of(&g).starts_with("x-") && name_of(&g).len() == 7);
     assert_eq!(
         s.get(&CONFIGMAPS, Some("kleidia"), "nope")
@@ -54,12 +53,7 @@ fn list_filters_and_pages() {
     let s = store_with_ns();
     for i in 0..5 {
         let tier = if i % 2 == 0 { "even" } else { "odd" };
-        s.create(
-            &CONFIGMAPS,
-            Some("kleidia"),
-            cm(&format!("c{i}"), json!({"tier": tier})),
-        )
-        .unwrap();
+        create(&s, &CONFIGMAPS, cm(&format!("c{i}"), json!({"tier": tier})));
     }
     let even = ListOptions::parse(Some("tier=even"), None, None, None).unwrap();
     assert_eq!(
@@ -85,13 +79,11 @@ fn list_filters_and_pages() {
 #[test]
 fn update_conflicts_on_stale_version_and_bumps_generation() {
     let s = store_with_ns();
-    let d = s
-        .create(
-            &DEPLOYMENTS,
-            Some("kleidia"),
-            json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}}),
-        )
-        .unwrap();
+    let d = create(
+        &s,
+        &DEPLOYMENTS,
+        json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}}),
+    );
     let mut d2 = d.clone();
     d2["spec"]["replicas"] = json!(2);
     let u = s.update(&DEPLOYMENTS, Some("kleidia"), d2.clone()).unwrap();
@@ -121,30 +113,21 @@ fn update_conflicts_on_stale_version_and_bumps_generation() {
 #[test]
 fn delete_cascades_and_orphans() {
     let s = store_with_ns();
-    let d = s
-        .create(
-            &DEPLOYMENTS,
-            Some("kleidia"),
-            json!({"metadata": {"name": "web"}}),
-        )
-        .unwrap();
+    let d = create(&s, &DEPLOYMENTS, json!({"metadata": {"name": "web"}}));
     let owner = |o: &Value| {
         json!([{"apiVersion": "apps/v1", "kind": o["kind"], "name": o["metadata"]["name"],
                  "uid": o["metadata"]["uid"], "controller": true}])
     };
-    let rs = s
-        .create(
-            &REPLICASETS,
-            Some("kleidia"),
-            json!({"metadata": {"name": "web-1", "ownerReferences": owner(&d)}}),
-        )
-        .unwrap();
-    s.create(
+    let rs = create(
+        &s,
+        &REPLICASETS,
+        json!({"metadata": {"name": "web-1", "ownerReferences": owner(&d)}}),
+    );
+    create(
+        &s,
         &PODS,
-        Some("kleidia"),
         json!({"metadata": {"name": "web-1-a", "ownerReferences": owner(&rs)}}),
-    )
-    .unwrap();
+    );
     s.delete(
         &DEPLOYMENTS,
         Some("kleidia"),
@@ -155,19 +138,12 @@ fn delete_cascades_and_orphans() {
     assert!(s.try_get(&REPLICASETS, Some("kleidia"), "web-1").is_none());
     assert!(s.try_get(&PODS, Some("kleidia"), "web-1-a").is_none());
 
-    let d = s
-        .create(
-            &DEPLOYMENTS,
-            Some("kleidia"),
-            json!({"metadata": {"name": "web"}}),
-        )
-        .unwrap();
-    s.create(
+    let d = create(&s, &DEPLOYMENTS, json!({"metadata": {"name": "web"}}));
+    create(
+        &s,
         &REPLICASETS,
-        Some("kleidia"),
         json!({"metadata": {"name": "web-2", "ownerReferences": owner(&d)}}),
-    )
-    .unwrap();
+    );
     let orphan = DeleteOptions {
         propagation: Propagation::Orphan,
         ..Default::default()
@@ -181,12 +157,11 @@ fn delete_cascades_and_orphans() {
 #[test]
 fn finalizers_hold_deletion_until_removed() {
     let s = store_with_ns();
-    s.create(
+    create(
+        &s,
         &CONFIGMAPS,
-        Some("kleidia"),
         json!({"metadata": {"name": "f", "finalizers": ["x/y"]}}),
-    )
-    .unwrap();
+    );
     let d = s
         .delete(&CONFIGMAPS, Some("kleidia"), "f", &DeleteOptions::default())
         .unwrap();
@@ -203,15 +178,12 @@ async fn watch_resumes_filters_and_expires() {
     let s = Store::new(5);
     s.create(&NAMESPACES, None, json!({"metadata": {"name": "kleidia"}}))
         .unwrap();
-    let a = s
-        .create(&CONFIGMAPS, Some("kleidia"), cm("a", json!({"app": "x"})))
-        .unwrap();
+    let a = create(&s, &CONFIGMAPS, cm("a", json!({"app": "x"})));
     let rv = a["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
         .to_string();
-    s.create(&CONFIGMAPS, Some("kleidia"), cm("b", json!({"app": "y"})))
-        .unwrap();
+    create(&s, &CONFIGMAPS, cm("b", json!({"app": "y"})));
     s.mutate(&CONFIGMAPS, Some("kleidia"), "a", |o| {
         o["data"]["k"] = json!("w")
     })
@@ -263,12 +235,7 @@ async fn watch_resumes_filters_and_expires() {
     ));
 
     for i in 0..10 {
-        s.create(
-            &CONFIGMAPS,
-            Some("kleidia"),
-            cm(&format!("n{i}"), json!({})),
-        )
-        .unwrap();
+        create(&s, &CONFIGMAPS, cm(&format!("n{i}"), json!({})));
     }
     let e = s
         .watch(
@@ -287,8 +254,7 @@ async fn watch_resumes_filters_and_expires() {
 #[test]
 fn namespace_delete_removes_content() {
     let s = store_with_ns();
-    s.create(&CONFIGMAPS, Some("kleidia"), cm("a", json!({})))
-        .unwrap();
+    create(&s, &CONFIGMAPS, cm("a", json!({})));
     s.delete(&NAMESPACES, None, "kleidia", &DeleteOptions::default())
         .unwrap();
     assert!(
@@ -305,8 +271,7 @@ fn statefulset_replace_without_defaults_is_not_an_immutable_change() {
     let s = store_with_ns();
     let sts = json!({"metadata": {"name": "db"}, "spec": {"serviceName": "db", "selector": {"matchLabels": {"a": "b"}},
         "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "pg:15"}]}}}});
-    s.create(&STATEFULSETS, Some("kleidia"), sts.clone())
-        .unwrap();
+    create(&s, &STATEFULSETS, sts.clone());
     let mut newer = sts.clone();
     newer["spec"]["template"]["spec"]["containers"][0]["image"] = json!("pg:16");
     let u = s.update(&STATEFULSETS, Some("kleidia"), newer).unwrap();
