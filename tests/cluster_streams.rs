@@ -1,7 +1,8 @@
 //! The streaming helpers other commands build on (backup streams
-//! `pg_dumpall` through `ExecStream`): against a sandbox pod, output flows
-//! as a stream, the exit status and bounded stderr come afterwards, stdin
-//! reaches the process, and a missing executable is told apart.
+//! `pg_dumpall` through `exec::stream_stdout`; short commands and stdin go
+//! through `ExecStream`): against a sandbox pod, output flows as a stream,
+//! the exit status and bounded stderr come afterwards, stdin reaches the
+//! process, and a missing executable is told apart.
 
 mod support;
 
@@ -36,66 +37,134 @@ fn tools() -> (Cluster, ApiEndpoint) {
     (c, api)
 }
 
+/// Reads `r` to its end: byte count and SHA-256.
+async fn drain(mut r: impl tokio::io::AsyncRead + Unpin) -> (usize, Vec<u8>) {
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    loop {
+        let n = r.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        hasher.update(&buf[..n]);
+    }
+    (total, hasher.finalize().to_vec())
+}
+
 #[test]
 fn large_output_streams_and_the_exit_status_comes_after() {
     let (c, api) = tools();
     // About 6.9 MB on stdout, a line on stderr, then exit code 3.
     let script = "seq 1 1000000; echo done-on-stderr >&2; exit 3";
-    let (bytes, digest, outcome) = c.block_on(async {
+    let command = ["sh", "-c", script];
+    let expected: String = (1..=1_000_000).map(|i| format!("{i}\n")).collect();
+    let expected_digest = sha2::Sha256::digest(expected.as_bytes()).to_vec();
+    c.block_on(async {
         let mut exec = ExecStream::start(
             &c.client,
             &api,
             "kleidia",
             "tools-0",
             Some("main"),
-            &["sh", "-c", script],
+            &command,
             false,
         )
         .await
         .unwrap();
-        let mut stdout = exec.take_stdout().unwrap();
-        let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0usize;
-        loop {
-            let n = stdout.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            total += n;
-            hasher.update(&buf[..n]);
+        let (bytes, digest) = drain(exec.take_stdout().unwrap()).await;
+        let piped = exec.finish().await.unwrap();
+
+        let (stdout, outcome) = exec::stream_stdout(
+            &c.client,
+            &api,
+            "kleidia",
+            "tools-0",
+            Some("main"),
+            &command,
+        )
+        .await
+        .unwrap();
+        let (direct_bytes, direct_digest) = drain(stdout).await;
+        let direct = outcome.await.unwrap();
+
+        for (path, bytes, digest, outcome) in [
+            ("ExecStream", bytes, digest, piped),
+            ("stream_stdout", direct_bytes, direct_digest, direct),
+        ] {
+            assert_eq!(bytes, expected.len(), "{path}");
+            assert_eq!(digest, expected_digest, "{path}");
+            assert_eq!(outcome.status, ExitStatus::Code(3), "{path}");
+            assert_eq!(outcome.stderr.text(), "done-on-stderr", "{path}");
+            assert!(outcome.describe().contains("exit code 3"), "{path}");
         }
-        (total, hasher.finalize(), exec.finish().await.unwrap())
     });
-    let expected: String = (1..=1_000_000).map(|i| format!("{i}\n")).collect();
-    assert_eq!(bytes, expected.len());
-    assert_eq!(digest, sha2::Sha256::digest(expected.as_bytes()));
-    assert_eq!(outcome.status, ExitStatus::Code(3));
-    assert_eq!(outcome.stderr.text(), "done-on-stderr");
-    assert!(outcome.describe().contains("exit code 3"));
 }
 
 #[test]
 fn split_parts_stdin_bounded_stderr_and_missing_executables() {
     let (c, api) = tools();
     c.block_on(async {
-        // into_parts: the reader and the outcome go separate ways.
-        let exec = ExecStream::start(
+        // stream_stdout: the reader and the outcome go separate ways.
+        let (mut reader, finished) = exec::stream_stdout(
             &c.client,
             &api,
             "kleidia",
             "tools-0",
             None,
             &["sh", "-c", "echo hello"],
-            false,
         )
         .await
         .unwrap();
-        let (mut reader, finished) = exec.into_parts();
         let mut text = String::new();
         reader.read_to_string(&mut text).await.unwrap();
         assert_eq!(text, "hello\n");
         assert!(finished.await.unwrap().success());
+
+        // Its stderr is bounded too, and a missing executable is told apart.
+        let (reader, finished) = exec::stream_stdout(
+            &c.client,
+            &api,
+            "kleidia",
+            "tools-0",
+            None,
+            &["sh", "-c", "seq 1 100000 >&2; echo out"],
+        )
+        .await
+        .unwrap();
+        assert_eq!(drain(reader).await.0, 4);
+        let outcome = finished.await.unwrap();
+        assert!(outcome.success(), "{outcome:?}");
+        assert_eq!(outcome.stderr.bytes.len(), STDERR_LIMIT);
+        let (reader, finished) = exec::stream_stdout(
+            &c.client,
+            &api,
+            "kleidia",
+            "tools-0",
+            None,
+            &["no-such-tool"],
+        )
+        .await
+        .unwrap();
+        drain(reader).await;
+        let outcome = finished.await.unwrap();
+        assert!(outcome.not_found(), "{outcome:?}");
+
+        // An outcome asked for before the output was read says so.
+        let (reader, finished) = exec::stream_stdout(
+            &c.client,
+            &api,
+            "kleidia",
+            "tools-0",
+            None,
+            &["seq", "1", "9"],
+        )
+        .await
+        .unwrap();
+        drop(reader);
+        let err = finished.await.unwrap_err();
+        assert!(err.to_string().contains("not read to its end"), "{err}");
 
         // stdin reaches the process; shutting it down is end-of-file.
         let mut exec =

@@ -19,15 +19,17 @@
 //! ```
 
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-use kube::Api;
 use kube::api::{AttachParams, AttachedProcess};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use kube::{Api, Resource};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 use super::{ApiEndpoint, ClusterError};
 
@@ -206,23 +208,6 @@ impl ExecStream {
         self.stdin.take()
     }
 
-    /// Splits into stdout and a future for the outcome, for consumers that
-    /// hand the two to different owners (a backup writer reads the stream,
-    /// then judges it by the outcome). Await the future only after reading
-    /// stdout to its end.
-    pub fn into_parts(
-        mut self,
-    ) -> (
-        BoxedStdout,
-        BoxFuture<'static, Result<ExecOutcome, ExecError>>,
-    ) {
-        let stdout = self
-            .stdout
-            .take()
-            .unwrap_or_else(|| Box::pin(tokio::io::empty()));
-        (stdout, self.finish().boxed())
-    }
-
     /// Waits for the command to end. Output not taken is discarded.
     pub async fn finish(mut self) -> Result<ExecOutcome, ExecError> {
         drop(self.stdin.take());
@@ -329,6 +314,197 @@ async fn capture_bounded(mut r: impl AsyncRead + Unpin) -> CapturedStderr {
     captured
 }
 
+/// How a [`stream_stdout`] command ended, known once its stdout was read to
+/// the end.
+pub type OutcomeFuture = BoxFuture<'static, Result<ExecOutcome, ExecError>>;
+
+/// Starts `command` in `pod` and reads its stdout straight off the
+/// WebSocket frames: no pipe, no background task and one copy per frame
+/// (into the caller's buffer), for bulk output such as a `pg_dumpall`.
+/// Stderr is captured (bounded) and the exit status taken from the status
+/// channel as the stream is read; the returned future yields them once
+/// stdout has ended. The command gets no stdin and no TTY.
+pub async fn stream_stdout(
+    client: &kube::Client,
+    api: &ApiEndpoint,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    command: &[&str],
+) -> Result<(BoxedStdout, OutcomeFuture), ClusterError> {
+    let mut params = AttachParams::default()
+        .stdin(false)
+        .stdout(true)
+        .stderr(true)
+        .tty(false);
+    if let Some(c) = container {
+        params = params.container(c);
+    }
+    let action = format!("create pods/exec in namespace {namespace}");
+    let object = format!("pod {namespace}/{pod}");
+    let request = kube::core::Request::new(Pod::url_path(&(), Some(namespace)))
+        .exec(pod, command.iter().copied(), &params)
+        .map_err(|e| {
+            ClusterError::from_kube(kube::Error::BuildRequest(e), api, &action, &object)
+        })?;
+    let connection = client
+        .connect(request)
+        .await
+        .map_err(|e| ClusterError::from_kube(e, api, &action, &object))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let reader = FrameReader {
+        frames: connection.into_stream(),
+        pending: bytes::Bytes::new(),
+        stderr: CapturedStderr::default(),
+        status: None,
+        report: Some(tx),
+        failed: None,
+    };
+    let pod = format!("{namespace}/{pod}");
+    let shown = command.join(" ");
+    let outcome = async move {
+        match rx.await {
+            Ok(Ok((status, stderr))) => Ok(ExecOutcome { status, stderr }),
+            Ok(Err(cause)) => Err(ExecError::Stream {
+                pod,
+                command: shown,
+                cause,
+            }),
+            Err(_) => Err(ExecError::Read {
+                pod,
+                command: shown,
+                cause: "the output was not read to its end".into(),
+            }),
+        }
+    };
+    Ok((Box::pin(reader), outcome.boxed()))
+}
+
+/// What a finished [`FrameReader`] reports: the exit status and stderr, or
+/// why the stream broke.
+type FrameReport = Result<(ExitStatus, CapturedStderr), String>;
+
+/// Stdout of an exec, read from the WebSocket frames of the
+/// `channel.k8s.io` protocols (v4/v5): a frame's first byte names the
+/// channel (1 stdout, 2 stderr, 3 status).
+struct FrameReader<S> {
+    frames: S,
+    /// The rest of the last stdout frame not yet handed out.
+    pending: bytes::Bytes,
+    stderr: CapturedStderr,
+    status: Option<Status>,
+    /// Taken when the stream ends.
+    report: Option<tokio::sync::oneshot::Sender<FrameReport>>,
+    /// A stream error not yet returned (data read before it came first).
+    failed: Option<String>,
+}
+
+const STDOUT_CHANNEL: u8 = 1;
+const STDERR_CHANNEL: u8 = 2;
+const STATUS_CHANNEL: u8 = 3;
+
+impl<S> FrameReader<S> {
+    fn end(&mut self, result: Result<(), String>) {
+        if let Some(tx) = self.report.take() {
+            let report = result.map(|()| {
+                // The API server always ends an exec with a status on
+                // channel 3; a stream that closes without one was cut.
+                let status = match &self.status {
+                    Some(s) => exit_status(s),
+                    None => ExitStatus::Failed(
+                        "the connection closed before the command's exit status arrived".into(),
+                    ),
+                };
+                (status, std::mem::take(&mut self.stderr))
+            });
+            let _ = tx.send(report);
+        }
+    }
+}
+
+impl<S> AsyncRead for FrameReader<S>
+where
+    S: futures::Stream<Item = Result<WsMessage, WsError>> + Unpin,
+{
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        // Fills `buf` with as many frames as have already arrived, so a
+        // large read costs one wake-up rather than one per frame.
+        let start = buf.filled().len();
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(&this.pending.split_to(n));
+                if buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            if let Some(cause) = this.failed.take() {
+                if buf.filled().len() > start {
+                    // Hand out what arrived first; the error comes next.
+                    this.failed = Some(cause);
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Ready(Err(std::io::Error::other(cause)));
+            }
+            if this.report.is_none() {
+                return Poll::Ready(Ok(()));
+            }
+            let next = match Pin::new(&mut this.frames).poll_next(cx) {
+                Poll::Pending if buf.filled().len() > start => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(next) => next,
+            };
+            let frame = match next {
+                None => {
+                    this.end(Ok(()));
+                    return Poll::Ready(Ok(()));
+                }
+                Some(Err(e)) => {
+                    let cause = e.to_string();
+                    this.end(Err(cause.clone()));
+                    this.failed = Some(cause);
+                    continue;
+                }
+                Some(Ok(WsMessage::Binary(frame))) if frame.len() > 1 => frame,
+                // Channel-only frames open the stream; pings are answered by
+                // the WebSocket layer; the server only sends binary frames.
+                Some(Ok(_)) => continue,
+            };
+            match frame[0] {
+                STDOUT_CHANNEL => this.pending = frame.slice(1..),
+                STDERR_CHANNEL => {
+                    let data = &frame[1..];
+                    let room = STDERR_LIMIT.saturating_sub(this.stderr.bytes.len());
+                    let keep = room.min(data.len());
+                    this.stderr.bytes.extend_from_slice(&data[..keep]);
+                    this.stderr.dropped += (data.len() - keep) as u64;
+                }
+                STATUS_CHANNEL => {
+                    match serde_json::from_slice::<Status>(&frame[1..]) {
+                        Ok(status) => this.status = Some(status),
+                        Err(e) => {
+                            let cause = format!("the exit status could not be read: {e}");
+                            this.end(Err(cause.clone()));
+                            this.failed = Some(cause);
+                            continue;
+                        }
+                    }
+                    // The status is the last thing the server sends.
+                    this.end(Ok(()));
+                    return Poll::Ready(Ok(()));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Maps the exec status channel's `Status` to an exit status, as kubectl
 /// does: `NonZeroExitCode` carries the code in `details.causes`.
 pub fn exit_status(status: &Status) -> ExitStatus {
@@ -396,6 +572,83 @@ mod tests {
         };
         assert!(out.not_found());
         assert!(!out.success());
+    }
+
+    fn frame(channel: u8, data: &[u8]) -> Result<WsMessage, WsError> {
+        let mut v = vec![channel];
+        v.extend_from_slice(data);
+        Ok(WsMessage::binary(v))
+    }
+
+    type Frames = futures::stream::Iter<std::vec::IntoIter<Result<WsMessage, WsError>>>;
+
+    fn reader(
+        frames: Vec<Result<WsMessage, WsError>>,
+    ) -> (
+        FrameReader<Frames>,
+        tokio::sync::oneshot::Receiver<FrameReport>,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let r = FrameReader {
+            frames: futures::stream::iter(frames),
+            pending: bytes::Bytes::new(),
+            stderr: CapturedStderr::default(),
+            status: None,
+            report: Some(tx),
+            failed: None,
+        };
+        (r, rx)
+    }
+
+    #[tokio::test]
+    async fn frames_become_stdout_stderr_and_a_status() {
+        let status = br#"{"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"4"}]}}"#;
+        let (mut r, rx) = reader(vec![
+            Ok(WsMessage::binary(vec![STDOUT_CHANNEL])),
+            frame(STDOUT_CHANNEL, b"hello "),
+            frame(STDERR_CHANNEL, b"warning"),
+            Ok(WsMessage::Ping(Default::default())),
+            frame(STDOUT_CHANNEL, b"world"),
+            frame(STATUS_CHANNEL, status),
+        ]);
+        // One read takes every frame that has arrived.
+        let mut buf = [0u8; 64];
+        let n = r.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"hello world");
+        assert_eq!(r.read(&mut buf).await.unwrap(), 0);
+        let (status, stderr) = rx.await.unwrap().unwrap();
+        assert_eq!(status, ExitStatus::Code(4));
+        assert_eq!(stderr.text(), "warning");
+    }
+
+    #[tokio::test]
+    async fn small_reads_keep_the_rest_of_a_frame() {
+        let (mut r, _rx) = reader(vec![frame(STDOUT_CHANNEL, b"abcdef")]);
+        let mut buf = [0u8; 4];
+        let n = r.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"abcd");
+        let n = r.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"ef");
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_status_or_with_an_error_is_not_a_success() {
+        let (mut r, rx) = reader(vec![frame(STDOUT_CHANNEL, b"partial")]);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"partial");
+        let (status, _) = rx.await.unwrap().unwrap();
+        assert!(matches!(status, ExitStatus::Failed(m) if m.contains("exit status")));
+
+        let (mut r, rx) = reader(vec![
+            frame(STDOUT_CHANNEL, b"data"),
+            Err(WsError::ConnectionClosed),
+        ]);
+        let mut buf = [0u8; 64];
+        // The data that arrived comes first, then the error.
+        assert_eq!(r.read(&mut buf).await.unwrap(), 4);
+        assert!(r.read(&mut buf).await.is_err());
+        assert!(rx.await.unwrap().is_err());
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ use crate::backup::create::{
 };
 use crate::backup::manifest::{OpenBaoStorage, ReleaseRecord};
 use crate::backup::openbao::{OpenBaoError, raft_snapshot};
-use crate::cluster::exec::ExecStream;
+use crate::cluster::exec;
 use crate::cluster::portforward::PortForwardStream;
 use crate::cluster::{ApiEndpoint, ClusterError};
 use crate::helm::release::{Release, ReleaseStore};
@@ -376,18 +376,16 @@ async fn exec_stream(
     command: &[&str],
     what: &str,
 ) -> Result<SourceStream, SourceError> {
-    let exec = ExecStream::start(
+    let (stdout, outcome) = exec::stream_stdout(
         &sources.target.client,
         &sources.api,
         sources.ns(),
         pod,
         Some(container),
         command,
-        false,
     )
     .await
     .map_err(cluster_error)?;
-    let (stdout, outcome) = exec.into_parts();
     let stdout = StallGuard::new(
         stdout,
         sources.stall_limit(),
