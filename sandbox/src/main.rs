@@ -172,6 +172,7 @@ fn run(cli: Cli) -> Result<()> {
             if detach {
                 return up_detached(&dir, empty);
             }
+            clear_previous_run(&dir)?;
             let sb = Sandbox::start(SandboxOptions {
                 dir: Some(dir.clone()),
                 port,
@@ -385,6 +386,35 @@ const API_READY_LIMIT: Duration = Duration::from_secs(15);
 /// How long `up --detach` waits for the demo releases (helm waits up to
 /// 5 minutes for each).
 const DEMO_READY_LIMIT: Duration = Duration::from_secs(16 * 60);
+
+/// Removes the pod data a stopped sandbox left in `dir`. The API objects
+/// live only as long as the sandbox process, so volumes and container files
+/// of a previous run belong to objects that no longer exist; reused, they
+/// would meet new Secrets (an OpenBao whose unseal key was replaced stays
+/// sealed). Other files in `dir` (backups, notes) are kept.
+fn clear_previous_run(dir: &Path) -> Result<()> {
+    let stale: Vec<PathBuf> = ["containers", "claims"]
+        .iter()
+        .map(|d| dir.join(d))
+        .filter(|p| p.exists())
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "kleidia-sandbox: removing the pod data of the previous run in {} (its API objects ended with it)",
+        dir.display()
+    );
+    for p in stale {
+        std::fs::remove_dir_all(&p).with_context(|| {
+            format!(
+                "removing {} left by a previous run; remove it by hand or pick another --dir",
+                p.display()
+            )
+        })?;
+    }
+    Ok(())
+}
 
 fn up_detached(dir: &Path, empty: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
