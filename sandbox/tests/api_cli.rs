@@ -316,4 +316,30 @@ kubectl exec -n kleidia "$db" -- psql -U yubiuser -d kleidia -tAc "SELECT v FROM
             "the OpenBao root token leaked into {what}"
         );
     }
+
+    // A second `up` in the same folder starts clean: the pods' data of the
+    // first run would meet new Secrets (OpenBao sealed with the old key).
+    let guard = Down(ds.clone());
+    let again = bin()
+        .args(["up", "--dir", &ds, "--detach"])
+        .output()
+        .unwrap();
+    let again_log = std::fs::read_to_string(d.join("sandbox.log")).unwrap_or_default();
+    assert!(
+        again.status.success(),
+        "a second up in the same folder failed: {}\nsandbox.log:\n{again_log}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        again_log.contains("removing the pod data of the previous run"),
+        "{again_log}"
+    );
+    let token_again = std::fs::read_to_string(&token_file).unwrap();
+    assert_ne!(
+        token_again.trim(),
+        token,
+        "the second run's OpenBao was initialised anew"
+    );
+    cli_ok(&["down", "--dir", &ds]);
+    drop(guard);
 }
