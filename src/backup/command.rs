@@ -13,6 +13,7 @@
 //! `list`, `verify` and `prune` are local ([`run_local`]); `create` needs the
 //! cluster's [`BackupSources`] ([`run_create`]).
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -503,13 +504,7 @@ fn render_list(out: &mut dyn Write, bundles: &[BundleSummary]) -> io::Result<()>
         "STATE",
     ]);
     for b in bundles {
-        let versions = b
-            .versions
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .chain(b.charts.iter().map(|(k, v)| format!("{k} {v}")))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let versions = versions_cell(&b.versions, &b.charts);
         let state = match (b.state, b.stale) {
             (BundleState::Complete, _) => "complete".to_owned(),
             (BundleState::Incomplete, _) => "INCOMPLETE".to_owned(),
@@ -526,6 +521,33 @@ fn render_list(out: &mut dyn Write, bundles: &[BundleSummary]) -> io::Result<()>
         ]);
     }
     writeln!(out, "{table}")
+}
+
+/// The VERSIONS cell of `backup list`: the chart versions (one when all
+/// releases share it) and the servers' versions, two short lines. The
+/// Kubernetes version and the full maps are in `-o json`.
+fn versions_cell(servers: &BTreeMap<String, String>, charts: &BTreeMap<String, String>) -> String {
+    let mut lines = Vec::new();
+    let distinct: std::collections::BTreeSet<&String> = charts.values().collect();
+    match distinct.len() {
+        0 => {}
+        1 => lines.push(format!("charts {}", charts.values().next().unwrap())),
+        _ => lines.push(
+            charts
+                .iter()
+                .map(|(release, v)| format!("{} {v}", release.trim_start_matches("kleidia-")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    }
+    let servers: Vec<String> = ["postgres", "openbao", "backend"]
+        .iter()
+        .filter_map(|k| servers.get(*k).map(|v| format!("{k} {v}")))
+        .collect();
+    if !servers.is_empty() {
+        lines.push(servers.join(", "));
+    }
+    lines.join("\n")
 }
 
 fn render_verify(out: &mut dyn Write, r: &VerifyReport) -> io::Result<()> {
@@ -650,6 +672,32 @@ fn render_created(out: &mut dyn Write, c: &CreatedBundle) -> io::Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn list_versions_are_two_short_lines() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let servers = map(&[
+            ("backend", "1.0.0"),
+            ("kubernetes", "v1.33.4"),
+            ("openbao", "2.7.2"),
+            ("postgres", "15.18"),
+        ]);
+        let same = map(&[("kleidia-data", "1.0.0"), ("kleidia-platform", "1.0.0")]);
+        assert_eq!(
+            versions_cell(&servers, &same),
+            "charts 1.0.0\npostgres 15.18, openbao 2.7.2, backend 1.0.0"
+        );
+        let mixed = map(&[("kleidia-data", "1.1.0"), ("kleidia-platform", "1.0.0")]);
+        assert_eq!(
+            versions_cell(&BTreeMap::new(), &mixed),
+            "data 1.1.0, platform 1.0.0"
+        );
+    }
 
     #[derive(Parser)]
     struct Cli {
