@@ -309,9 +309,16 @@ async fn file_storage_is_archived_with_a_consistency_warning() {
         include_unseal_key: false,
     };
     let mut out = Vec::new();
-    let outcome = run_create(&args, "kleidia", &mut sources, OutputFormat::Json, &mut out)
-        .await
-        .expect("backup");
+    let outcome = run_create(
+        &args,
+        "kleidia",
+        &mut sources,
+        OutputFormat::Json,
+        "kubectl kleidia",
+        &mut out,
+    )
+    .await
+    .expect("backup");
     assert!(outcome.ok);
     let created: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(created["manifest"]["openbao"]["storage"], "file");

@@ -307,12 +307,14 @@ pub fn create_options(
 }
 
 /// Runs `backup create` with the cluster's `sources`; Ctrl-C interrupts it
-/// cleanly (no bundle left).
+/// cleanly (no bundle left). `invocation` is how the operator calls the
+/// plugin (`kubectl kleidia`), for the suggested next command.
 pub async fn run_create(
     args: &CreateArgs,
     namespace: &str,
     sources: &mut dyn BackupSources,
     format: OutputFormat,
+    invocation: &str,
     out: &mut dyn Write,
 ) -> Result<Outcome, BackupCommandError> {
     let opts = create_options(args, namespace)?;
@@ -324,7 +326,9 @@ pub async fn run_create(
         }
     };
     let created = create_bundle(&opts, sources, interrupt).await?;
-    emit(out, format, &created, |out| render_created(out, &created))?;
+    emit(out, format, &created, |out| {
+        render_created(out, &created, invocation)
+    })?;
     Ok(Outcome {
         warnings: created.warnings.clone(),
         ..Outcome::success()
@@ -645,7 +649,7 @@ fn render_prune(out: &mut dyn Write, r: &PruneReport) -> io::Result<()> {
     )
 }
 
-fn render_created(out: &mut dyn Write, c: &CreatedBundle) -> io::Result<()> {
+fn render_created(out: &mut dyn Write, c: &CreatedBundle, invocation: &str) -> io::Result<()> {
     writeln!(out, "backup written to {}", c.path.display())?;
     for f in &c.manifest.files {
         writeln!(
@@ -663,7 +667,7 @@ fn render_created(out: &mut dyn Write, c: &CreatedBundle) -> io::Result<()> {
     };
     writeln!(
         out,
-        "check it with: backup verify {} --restore-test{key}",
+        "check it with: {invocation} backup verify {} --restore-test{key}",
         c.path.display()
     )
 }

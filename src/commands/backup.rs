@@ -71,6 +71,7 @@ pub async fn run(target: &Target, args: &BackupArgs) -> Result<u8, Error> {
         &target.namespace,
         &mut sources,
         output_format(target.settings.output),
+        target.settings.flavor.invocation(),
         &mut out,
     )
     .await?;
