@@ -359,6 +359,8 @@ pub async fn stream_stdout(
         status: None,
         report: Some(tx),
         failed: None,
+        keepalive: keepalive(),
+        ping_due: false,
     };
     let pod = format!("{namespace}/{pod}");
     let shown = command.join(" ");
@@ -397,6 +399,41 @@ struct FrameReader<S> {
     report: Option<tokio::sync::oneshot::Sender<FrameReport>>,
     /// A stream error not yet returned (data read before it came first).
     failed: Option<String>,
+    /// Pings while the command is quiet, so load balancers in front of the
+    /// API server (often 60 s idle limits) keep the connection.
+    keepalive: tokio::time::Interval,
+    /// A ping waiting to be sent.
+    ping_due: bool,
+}
+
+/// How often a quiet exec stream is pinged.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn keepalive() -> tokio::time::Interval {
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+}
+
+impl<S> FrameReader<S>
+where
+    S: futures::Sink<WsMessage, Error = WsError> + Unpin,
+{
+    /// Sends a ping when one is due; never blocks the read (a ping that
+    /// cannot go out now goes out on a later call).
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) {
+        while self.keepalive.poll_tick(cx).is_ready() {
+            self.ping_due = true;
+        }
+        if self.ping_due
+            && let Poll::Ready(Ok(())) = Pin::new(&mut self.frames).poll_ready(cx)
+        {
+            self.ping_due = false;
+            let _ = Pin::new(&mut self.frames).start_send(WsMessage::Ping(Default::default()));
+        }
+        // Errors here surface on the read side.
+        let _ = Pin::new(&mut self.frames).poll_flush(cx);
+    }
 }
 
 const STDOUT_CHANNEL: u8 = 1;
@@ -424,7 +461,9 @@ impl<S> FrameReader<S> {
 
 impl<S> AsyncRead for FrameReader<S>
 where
-    S: futures::Stream<Item = Result<WsMessage, WsError>> + Unpin,
+    S: futures::Stream<Item = Result<WsMessage, WsError>>
+        + futures::Sink<WsMessage, Error = WsError>
+        + Unpin,
 {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -457,7 +496,10 @@ where
             }
             let next = match Pin::new(&mut this.frames).poll_next(cx) {
                 Poll::Pending if buf.filled().len() > start => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    this.poll_keepalive(cx);
+                    return Poll::Pending;
+                }
                 Poll::Ready(next) => next,
             };
             let frame = match next {
@@ -580,7 +622,41 @@ mod tests {
         Ok(WsMessage::binary(v))
     }
 
-    type Frames = futures::stream::Iter<std::vec::IntoIter<Result<WsMessage, WsError>>>;
+    /// A WebSocket stand-in: hands out `frames`, then ends (or stays quiet
+    /// with `quiet`); records what is sent.
+    struct Frames {
+        frames: std::collections::VecDeque<Result<WsMessage, WsError>>,
+        quiet: bool,
+        sent: std::sync::Arc<std::sync::Mutex<Vec<WsMessage>>>,
+    }
+
+    impl futures::Stream for Frames {
+        type Item = Result<WsMessage, WsError>;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            match self.frames.pop_front() {
+                Some(f) => Poll::Ready(Some(f)),
+                None if self.quiet => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    impl futures::Sink<WsMessage> for Frames {
+        type Error = WsError;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), WsError> {
+            self.sent.lock().unwrap().push(item);
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Ready(Ok(()))
+        }
+    }
 
     fn reader(
         frames: Vec<Result<WsMessage, WsError>>,
@@ -590,14 +666,38 @@ mod tests {
     ) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let r = FrameReader {
-            frames: futures::stream::iter(frames),
+            frames: Frames {
+                frames: frames.into(),
+                quiet: false,
+                sent: Default::default(),
+            },
             pending: bytes::Bytes::new(),
             stderr: CapturedStderr::default(),
             status: None,
             report: Some(tx),
             failed: None,
+            keepalive: keepalive(),
+            ping_due: false,
         };
         (r, rx)
+    }
+
+    #[tokio::test]
+    async fn a_quiet_command_is_pinged() {
+        let (mut r, _rx) = reader(vec![frame(STDOUT_CHANNEL, b"first")]);
+        r.frames.quiet = true;
+        let period = std::time::Duration::from_millis(20);
+        r.keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut buf = [0u8; 16];
+        assert_eq!(r.read(&mut buf).await.unwrap(), 5);
+        // Nothing more arrives; the read waits, and pings go out meanwhile.
+        let waited = tokio::time::timeout(period * 5, r.read(&mut buf)).await;
+        assert!(waited.is_err(), "the read returned without data");
+        let sent = r.frames.sent.lock().unwrap();
+        assert!(
+            !sent.is_empty() && sent.iter().all(|m| matches!(m, WsMessage::Ping(_))),
+            "{sent:?}"
+        );
     }
 
     #[tokio::test]
