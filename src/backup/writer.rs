@@ -237,29 +237,37 @@ impl BundleWriter {
 
         let mut bytes = 0u64;
         let mut read_error = None;
-        loop {
+        let mut eof = false;
+        while !eof && read_error.is_none() {
             let mut buf = recycle
                 .try_recv()
                 .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
             buf.clear();
-            // `read_buf` fills the spare capacity without zeroing it first.
-            match reader.read_buf(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    bytes += n as u64;
-                    if let Some(p) = &opts.progress {
-                        p.inc(n as u64);
+            // Fill the whole chunk before handing it over: the compression
+            // thread wakes once per chunk, not once per network read.
+            while buf.len() < CHUNK {
+                // `read_buf` fills the spare capacity without zeroing it.
+                match reader.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        eof = true;
+                        break;
                     }
-                    if tx.send(Msg::Data(buf)).await.is_err() {
-                        // The writing side failed; its error is reported below.
+                    Ok(n) => {
+                        bytes += n as u64;
+                        if let Some(p) = &opts.progress {
+                            p.inc(n as u64);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        read_error = Some(e);
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    read_error = Some(e);
-                    break;
-                }
+            }
+            if read_error.is_none() && !buf.is_empty() && tx.send(Msg::Data(buf)).await.is_err() {
+                // The writing side failed; its error is reported below.
+                break;
             }
         }
         if read_error.is_none() {
