@@ -616,8 +616,7 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
     }
     let dir = tmp.path().join("no-backend");
     let a = backup(&c)
-        .args(["backup", "--components", "values", "-o", "json"])
-        .args(["--request-timeout", "5s", "--dir"])
+        .args(["backup", "--components", "values", "-o", "json", "--dir"])
         .arg(&dir)
         .assert()
         .success();
@@ -643,6 +642,15 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
         err.contains("could not ask backend for its version"),
         "{err}"
     );
+    // The proxy's answer is passed on with what to check next.
+    assert!(
+        err.contains("no endpoints available for service \"kleidia-services-backend\""),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("kubectl get pods,endpoints -n {NS}")),
+        "{err}"
+    );
     let report = json_of(
         &backup(&c)
             .args(["versions", "-o", "json", "--timeout", "5s"])
@@ -651,6 +659,11 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
     assert_eq!(
         versions["postgres"], report["servers"]["postgresql"]["version"],
         "{versions}"
+    );
+    let backend_error = report["servers"]["backend"]["error"].as_str().unwrap_or("");
+    assert!(
+        backend_error.contains("no endpoints available"),
+        "versions should pass on the proxy's answer, not wait it out: {report}"
     );
 }
 
