@@ -159,6 +159,17 @@ fn manifest_files(manifest: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Runs `verify -o json`, which must fail with exit code 1 and report
+/// `"ok": false`; prints and returns its stderr (`what` says which failure
+/// it was).
+fn failed_verify(cmd: &mut assert_cmd::Command, what: &str) -> String {
+    let a = cmd.assert().failure().code(1);
+    assert_eq!(json_of(&a)["ok"], false, "{what}");
+    let err = stderr_of(&a);
+    eprintln!("{what}: {err}");
+    err
+}
+
 /// Every bundle folder under `dir` that has a manifest (complete-looking).
 fn complete_bundles(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
@@ -383,16 +394,13 @@ fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
         .success();
     // A wrong identity: the JSON result on stdout, the reason and what to
     // do on stderr, exit 1.
-    let wrong = plugin("kubectl-kleidia")
-        .args(["backup", "verify", "-o", "json", "--identity"])
-        .arg(&other_file)
-        .arg(&enc)
-        .assert()
-        .failure()
-        .code(1);
-    assert_eq!(json_of(&wrong)["ok"], false);
-    let err = stderr_of(&wrong);
-    eprintln!("wrong identity: {err}");
+    let err = failed_verify(
+        plugin("kubectl-kleidia")
+            .args(["backup", "verify", "-o", "json", "--identity"])
+            .arg(&other_file)
+            .arg(&enc),
+        "wrong identity",
+    );
     assert!(err.contains("decrypt"), "{err}");
     assert!(
         err.contains(&format!(
@@ -435,23 +443,20 @@ fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
         .env("BACKUP_PASS", "correct horse battery staple")
         .assert()
         .success();
-    let wrong = plugin("kubectl-kleidia")
-        .args([
-            "backup",
-            "verify",
-            "-o",
-            "json",
-            "--passphrase-env",
-            "BACKUP_PASS",
-        ])
-        .arg(&pass)
-        .env("BACKUP_PASS", "wrong passphrase")
-        .assert()
-        .failure()
-        .code(1);
-    assert_eq!(json_of(&wrong)["ok"], false);
-    let err = stderr_of(&wrong);
-    eprintln!("wrong passphrase: {err}");
+    let err = failed_verify(
+        plugin("kubectl-kleidia")
+            .args([
+                "backup",
+                "verify",
+                "-o",
+                "json",
+                "--passphrase-env",
+                "BACKUP_PASS",
+            ])
+            .arg(&pass)
+            .env("BACKUP_PASS", "wrong passphrase"),
+        "wrong passphrase",
+    );
     assert!(
         err.contains("the passphrase in BACKUP_PASS does not open the bundle"),
         "{err}"
