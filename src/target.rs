@@ -428,6 +428,12 @@ impl Target {
                 path: shown_path.clone(),
                 message: e.to_string(),
             })?;
+        // kube-rs retries every 429/503/504 up to 15 times with backoff
+        // (minutes in all). A 503 is often an answer, not a passing state:
+        // the service proxy answers it at once for a Service without ready
+        // pods. Like kubectl, take the answer and let the caller say what
+        // it means instead of waiting on it.
+        config.default_retry = false;
         if let Some(t) = settings.request_timeout {
             config.connect_timeout = Some(t);
             config.read_timeout = Some(t);

@@ -80,6 +80,27 @@ fn bao_http(c: &Cluster, method: &str, path: &str, token: &str, body: &[u8]) -> 
     })
 }
 
+/// The demo releases with a kv engine at `secret/` holding the secret
+/// `backup-probe` = `backed-up`; returns OpenBao's root token.
+fn install_demo_with_secret(c: &Cluster) -> String {
+    install_demo(c);
+    let token = root_token(c);
+    let (code, answer) = bao_http(
+        c,
+        "POST",
+        "/v1/sys/mounts/secret",
+        &token,
+        br#"{"type":"kv"}"#,
+    );
+    assert!(
+        code < 300,
+        "mounting kv: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    write_secret(c, &token, "backed-up");
+    token
+}
+
 fn write_secret(c: &Cluster, token: &str, value: &str) {
     let body = serde_json::json!({ "value": value }).to_string();
     let (code, answer) = bao_http(c, "PUT", "/v1/secret/backup-probe", token, body.as_bytes());
@@ -128,6 +149,27 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// The paths of the files a manifest lists.
+fn manifest_files(manifest: &Value) -> Vec<String> {
+    manifest["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the manifest lists no files: {manifest}"))
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Runs `verify -o json`, which must fail with exit code 1 and report
+/// `"ok": false`; prints and returns its stderr (`what` says which failure
+/// it was).
+fn failed_verify(cmd: &mut assert_cmd::Command, what: &str) -> String {
+    let a = cmd.assert().failure().code(1);
+    assert_eq!(json_of(&a)["ok"], false, "{what}");
+    let err = stderr_of(&a);
+    eprintln!("{what}: {err}");
+    err
+}
+
 /// Every bundle folder under `dir` that has a manifest (complete-looking).
 fn complete_bundles(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
@@ -146,21 +188,7 @@ fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
 #[test]
 fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
     let c = Cluster::start();
-    install_demo(&c);
-    let token = root_token(&c);
-    let (code, answer) = bao_http(
-        &c,
-        "POST",
-        "/v1/sys/mounts/secret",
-        &token,
-        br#"{"type":"kv"}"#,
-    );
-    assert!(
-        code < 300,
-        "mounting kv: {}",
-        String::from_utf8_lossy(&answer)
-    );
-    write_secret(&c, &token, "backed-up");
+    let token = install_demo_with_secret(&c);
     psql(
         &c,
         "CREATE TABLE backup_probe AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 2345) g",
@@ -178,12 +206,7 @@ fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
     let bundle = PathBuf::from(created["path"].as_str().unwrap());
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&bundle), 0o700);
-    let files: Vec<String> = created["manifest"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap().to_owned())
-        .collect();
+    let files = manifest_files(&created["manifest"]);
     for want in [
         "postgres.sql.zst",
         "openbao.snap",
@@ -371,16 +394,13 @@ fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
         .success();
     // A wrong identity: the JSON result on stdout, the reason and what to
     // do on stderr, exit 1.
-    let wrong = plugin("kubectl-kleidia")
-        .args(["backup", "verify", "-o", "json", "--identity"])
-        .arg(&other_file)
-        .arg(&enc)
-        .assert()
-        .failure()
-        .code(1);
-    assert_eq!(json_of(&wrong)["ok"], false);
-    let err = stderr_of(&wrong);
-    eprintln!("wrong identity: {err}");
+    let err = failed_verify(
+        plugin("kubectl-kleidia")
+            .args(["backup", "verify", "-o", "json", "--identity"])
+            .arg(&other_file)
+            .arg(&enc),
+        "wrong identity",
+    );
     assert!(err.contains("decrypt"), "{err}");
     assert!(
         err.contains(&format!(
@@ -423,23 +443,20 @@ fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
         .env("BACKUP_PASS", "correct horse battery staple")
         .assert()
         .success();
-    let wrong = plugin("kubectl-kleidia")
-        .args([
-            "backup",
-            "verify",
-            "-o",
-            "json",
-            "--passphrase-env",
-            "BACKUP_PASS",
-        ])
-        .arg(&pass)
-        .env("BACKUP_PASS", "wrong passphrase")
-        .assert()
-        .failure()
-        .code(1);
-    assert_eq!(json_of(&wrong)["ok"], false);
-    let err = stderr_of(&wrong);
-    eprintln!("wrong passphrase: {err}");
+    let err = failed_verify(
+        plugin("kubectl-kleidia")
+            .args([
+                "backup",
+                "verify",
+                "-o",
+                "json",
+                "--passphrase-env",
+                "BACKUP_PASS",
+            ])
+            .arg(&pass)
+            .env("BACKUP_PASS", "wrong passphrase"),
+        "wrong passphrase",
+    );
     assert!(
         err.contains("the passphrase in BACKUP_PASS does not open the bundle"),
         "{err}"
@@ -467,6 +484,18 @@ fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
     assert_eq!(json_of(&out).as_array().unwrap().len(), 1);
 }
 
+/// Runs `cmd --dir DIR`, which must fail with exit code 1 and leave no
+/// complete bundle in `dir`; prints and returns its stderr (`what` says
+/// which failure it was).
+fn failed_backup(cmd: &mut assert_cmd::Command, dir: &Path, what: &str) -> String {
+    let a = cmd.arg("--dir").arg(dir).assert().failure().code(1);
+    let err = stderr_of(&a);
+    eprintln!("{what}: {err}");
+    let left = complete_bundles(dir);
+    assert!(left.is_empty(), "{what}: a bundle was left: {left:?}");
+    err
+}
+
 #[test]
 fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
     let c = Cluster::start();
@@ -481,24 +510,13 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
     // The exec stream is cut in the middle of pg_dumpall.
     c.sandbox.faults().set_exec_kill(PG_POD, Some(64 * 1024));
     let dir = tmp.path().join("killed");
-    let a = backup(&c)
-        .args([
-            "backup",
-            "--request-timeout",
-            "10s",
-            "--components",
-            "data",
-            "--dir",
-        ])
-        .arg(&dir)
-        .assert()
-        .failure()
-        .code(1);
-    let err = stderr_of(&a);
-    eprintln!("exec killed: {err}");
+    let err = failed_backup(
+        backup(&c).args(["backup", "--request-timeout", "10s", "--components", "data"]),
+        &dir,
+        "exec killed",
+    );
     assert!(err.contains("data backup failed"), "{err}");
     assert!(err.contains("no bundle was created"), "{err}");
-    assert!(complete_bundles(&dir).is_empty());
     c.sandbox.faults().set_exec_kill(PG_POD, None);
 
     // The API fails every port-forward request.
@@ -511,37 +529,31 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
             ..Default::default()
         });
     let dir = tmp.path().join("api");
-    let a = backup(&c)
-        .args(["backup", "--components", "platform", "--dir"])
-        .arg(&dir)
-        .env("BAO_TOKEN", &token)
-        .assert()
-        .failure()
-        .code(1);
-    let err = stderr_of(&a);
-    eprintln!("API errors: {err}");
+    let err = failed_backup(
+        backup(&c)
+            .args(["backup", "--components", "platform"])
+            .env("BAO_TOKEN", &token),
+        &dir,
+        "API errors",
+    );
     assert!(err.contains("platform backup failed"), "{err}");
     assert!(err.contains("portforward"), "{err}");
-    assert!(complete_bundles(&dir).is_empty());
     c.sandbox.faults().clear();
 
     // A token OpenBao refuses.
     let dir = tmp.path().join("token");
-    let a = backup(&c)
-        .args(["backup", "--components", "platform", "--dir"])
-        .arg(&dir)
-        .env("BAO_TOKEN", "s.not-a-valid-token")
-        .assert()
-        .failure()
-        .code(1);
-    let err = stderr_of(&a);
-    eprintln!("wrong token: {err}");
+    let err = failed_backup(
+        backup(&c)
+            .args(["backup", "--components", "platform"])
+            .env("BAO_TOKEN", "s.not-a-valid-token"),
+        &dir,
+        "wrong token",
+    );
     assert!(err.contains("OpenBao refused the token"), "{err}");
     assert!(
         !err.contains("s.not-a-valid-token"),
         "the token was printed"
     );
-    assert!(complete_bundles(&dir).is_empty());
 
     // No token at all.
     let a = backup(&c)
@@ -559,19 +571,15 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
     )
     .unwrap();
     let dir = tmp.path().join("missing");
-    let a = backup(&c)
-        .args(["backup", "--components", "data", "--config"])
-        .arg(&config)
-        .arg("--dir")
-        .arg(&dir)
-        .assert()
-        .failure()
-        .code(1);
-    let err = stderr_of(&a);
-    eprintln!("missing pod: {err}");
+    let err = failed_backup(
+        backup(&c)
+            .args(["backup", "--components", "data", "--config"])
+            .arg(&config),
+        &dir,
+        "missing pod",
+    );
     assert!(err.contains("kleidia-data-postgres-cluster-9"), "{err}");
     assert!(err.contains("does not exist"), "{err}");
-    assert!(complete_bundles(&dir).is_empty());
 
     // The backend does not answer: its chart appVersion is recorded,
     // labelled, and stderr says why; the other versions are the servers'.
@@ -616,8 +624,7 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
     }
     let dir = tmp.path().join("no-backend");
     let a = backup(&c)
-        .args(["backup", "--components", "values", "-o", "json"])
-        .args(["--request-timeout", "5s", "--dir"])
+        .args(["backup", "--components", "values", "-o", "json", "--dir"])
         .arg(&dir)
         .assert()
         .success();
@@ -643,6 +650,15 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
         err.contains("could not ask backend for its version"),
         "{err}"
     );
+    // The proxy's answer is passed on with what to check next.
+    assert!(
+        err.contains("no endpoints available for service \"kleidia-services-backend\""),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("kubectl get pods,endpoints -n {NS}")),
+        "{err}"
+    );
     let report = json_of(
         &backup(&c)
             .args(["versions", "-o", "json", "--timeout", "5s"])
@@ -651,6 +667,11 @@ fn backup_failures_say_what_went_wrong_and_leave_no_bundle() {
     assert_eq!(
         versions["postgres"], report["servers"]["postgresql"]["version"],
         "{versions}"
+    );
+    let backend_error = report["servers"]["backend"]["error"].as_str().unwrap_or("");
+    assert!(
+        backend_error.contains("no endpoints available"),
+        "versions should pass on the proxy's answer, not wait it out: {report}"
     );
 }
 
@@ -692,21 +713,7 @@ fn backup_of_openbao_file_storage_archives_its_data_folder() {
     use kleidia_sandbox::runtimes::openbao::{OpenBaoStorage, find_file_storage_bao};
     let c = Cluster::start_with_openbao_storage(OpenBaoStorage::File);
     // The chart's config.hcl says raft; the server runs file storage.
-    install_demo(&c);
-    let token = root_token(&c);
-    let (code, answer) = bao_http(
-        &c,
-        "POST",
-        "/v1/sys/mounts/secret",
-        &token,
-        br#"{"type":"kv"}"#,
-    );
-    assert!(
-        code < 300,
-        "mounting kv: {}",
-        String::from_utf8_lossy(&answer)
-    );
-    write_secret(&c, &token, "backed-up");
+    let token = install_demo_with_secret(&c);
 
     // No token needed: the data folder is archived through exec.
     let tmp = tempfile::tempdir().unwrap();
@@ -723,12 +730,7 @@ fn backup_of_openbao_file_storage_archives_its_data_folder() {
         "the storage type must come from the server, not the chart's raft block: {manifest}"
     );
     assert_eq!(manifest["openbao"]["file"], "openbao-data.tar.zst");
-    let files: Vec<&str> = manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let files = manifest_files(manifest);
     assert_eq!(files, ["openbao-data.tar.zst"]);
     let err = stderr_of(&out);
     assert!(

@@ -4,8 +4,26 @@
 
 use kleidia::backup::crypto::{CryptoError, Decryption, Encryption};
 use kleidia::backup::manifest::{FileKind, Manifest};
-use kleidia::backup::verify::{DUMP_COMPLETE_MARKER, Status, VerifyOptions, verify_bundle};
+use kleidia::backup::verify::{
+    DUMP_COMPLETE_MARKER, Status, VerifyOptions, VerifyReport, verify_bundle,
+};
 use kleidia::backup::writer::{AddOptions, BundleWriter};
+
+/// The library's verify of `bundle`, decrypting with the passphrase in
+/// the environment variable `var`.
+fn verify_with_passphrase_in(bundle: &std::path::Path, var: &str) -> VerifyReport {
+    let decryption = Decryption::from_options(None, Some(var))
+        .unwrap_or_else(|e| panic!("passphrase from {var}: {e}"))
+        .unwrap_or_else(|| panic!("{var} gave no decryption"));
+    verify_bundle(
+        bundle,
+        &VerifyOptions {
+            decryption: Some(&decryption),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
 
 #[test]
 fn a_passphrase_bundle_opens_only_with_the_right_passphrase() {
@@ -54,17 +72,7 @@ fn a_passphrase_bundle_opens_only_with_the_right_passphrase() {
     let stored = std::fs::read(bundle.join("postgres.sql.zst.age")).unwrap();
     assert!(stored.starts_with(b"age-encryption.org/v1\n-> scrypt"));
 
-    let right = Decryption::from_options(None, Some("KLEIDIA_TEST_PASS_RIGHT"))
-        .unwrap()
-        .unwrap();
-    let report = verify_bundle(
-        &bundle,
-        &VerifyOptions {
-            decryption: Some(&right),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let report = verify_with_passphrase_in(&bundle, "KLEIDIA_TEST_PASS_RIGHT");
     assert!(report.ok, "{:?}", report.failures());
     assert!(
         report.files[0]
@@ -73,17 +81,7 @@ fn a_passphrase_bundle_opens_only_with_the_right_passphrase() {
             .any(|c| c.name == "dump-complete" && c.status == Status::Ok)
     );
 
-    let wrong = Decryption::from_options(None, Some("KLEIDIA_TEST_PASS_WRONG"))
-        .unwrap()
-        .unwrap();
-    let report = verify_bundle(
-        &bundle,
-        &VerifyOptions {
-            decryption: Some(&wrong),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let report = verify_with_passphrase_in(&bundle, "KLEIDIA_TEST_PASS_WRONG");
     assert!(!report.ok);
     assert!(
         report.failures()[0].starts_with("postgres.sql.zst.age: decrypt"),

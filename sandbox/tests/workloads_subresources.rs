@@ -229,6 +229,35 @@ fn pod_and_service_proxy() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
 }
 
+/// A Service whose pods are all gone is answered at once, as the API
+/// server does: 503 with a `Status` naming the service, no waiting.
+#[test]
+fn service_proxy_without_ready_pods_answers_503() {
+    let (_sb, k, _pod) = start();
+    k.ok(&["scale", "deployment/web", "--replicas=0"]);
+    k.ok(&[
+        "wait",
+        "--for=delete",
+        "pod",
+        "-l",
+        "app=web",
+        "--timeout=60s",
+    ]);
+    // The bound only keeps a hang from blocking the suite; the
+    // assertions are on what the server answered.
+    let err = k.fails(&[
+        "get",
+        "--request-timeout=60s",
+        "--raw",
+        "/api/v1/namespaces/kleidia/services/web:http/proxy/api/health",
+    ]);
+    assert!(
+        err.contains("no endpoints available for service \"web\""),
+        "expected the API server's 503 for a service without endpoints: {err}"
+    );
+    assert!(err.contains("ServiceUnavailable"), "{err}");
+}
+
 /// A WebSocket to the sandbox, as kube-rs opens one.
 async fn websocket(
     sb: &Sandbox,

@@ -21,7 +21,7 @@ use crate::helm::release::{Release, ReleaseError, ReleaseStore};
 use crate::probes::{self, backend, kubernetes, openbao, postgres};
 use crate::report::{Mark, Painter, write_machine};
 use crate::target::{Target, parse_duration};
-use crate::topology::{self, Component, PodInfo};
+use crate::topology::{self, Component, ManifestObject, PodInfo, TopologyError};
 
 /// Minimum versions from the runbook's compatibility matrix.
 pub const REQUIRED_KUBERNETES: (u64, u64) = (1, 24);
@@ -219,6 +219,37 @@ pub async fn run(target: &Target, args: &VersionsArgs) -> Result<u8, Error> {
     Ok(if report.ok { 0 } else { 1 })
 }
 
+/// A component's target in its release's manifest, for components whose
+/// discovery needs the namespace's pods; the first failure (no release, no
+/// pod list, a bad manifest, no match) is the answer.
+async fn discover_with_pods<T>(
+    release: Result<Release, String>,
+    pods: impl Future<Output = Result<Arc<Vec<PodInfo>>, String>>,
+    discover: impl FnOnce(&Release, &[ManifestObject], &[PodInfo]) -> Result<T, TopologyError>,
+) -> Result<T, String> {
+    let release = release?;
+    let pods = pods.await?;
+    topology::parse_manifest(&release.name, &release.manifest)
+        .and_then(|objs| discover(&release, &objs, &pods))
+        .map_err(|e| e.to_string())
+}
+
+/// Probes a found target under the deadline; `None` when there is no
+/// target to probe.
+async fn probe_found<'t, T, V, E, F>(
+    deadline: Instant,
+    found: &'t Result<T, String>,
+    probe: impl FnOnce(&'t T) -> F,
+) -> Option<Result<V, Failed<E>>>
+where
+    F: Future<Output = Result<V, E>>,
+{
+    match found {
+        Ok(t) => Some(within(deadline, probe(t)).await),
+        Err(_) => None,
+    }
+}
+
 /// Collects the whole report. Fails only when nothing useful can be shown:
 /// the API is unreachable or refuses us, or no release exists.
 pub async fn gather(
@@ -286,63 +317,36 @@ pub async fn gather(
             }
         };
 
-    let platform_chain = async {
-        let l = within(deadline, lookup(&store, &names.platform, history)).await;
-        let found = match latest(&l, &names.platform) {
-            Ok(r) => match pods.clone().await {
-                Ok(pods) => topology::parse_manifest(&r.name, &r.manifest)
-                    .and_then(|objs| {
-                        topology::discover_openbao(&r.name, &objs, &pods, ns, &pins.openbao)
-                    })
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        let probe = match &found {
-            Ok(t) => Some(within(deadline, openbao::status(client, &api, ns, t)).await),
-            Err(_) => None,
-        };
+    let took = |component: &str| {
         crate::report::print_debug(
             debug,
             &format!(
-                "openbao: release, topology and probe took {:?}",
+                "{component}: release, topology and probe took {:?}",
                 started.elapsed()
             ),
-        );
+        )
+    };
+
+    let platform_chain = async {
+        let l = within(deadline, lookup(&store, &names.platform, history)).await;
+        let found = discover_with_pods(
+            latest(&l, &names.platform),
+            pods.clone(),
+            |r, objs, pods| topology::discover_openbao(&r.name, objs, pods, ns, &pins.openbao),
+        )
+        .await;
+        let probe = probe_found(deadline, &found, |t| openbao::status(client, &api, ns, t)).await;
+        took("openbao");
         (l, found, probe)
     };
     let data_chain = async {
         let l = within(deadline, lookup(&store, &names.data, history)).await;
-        let found = match latest(&l, &names.data) {
-            Ok(r) => match pods.clone().await {
-                Ok(pods) => topology::parse_manifest(&r.name, &r.manifest)
-                    .and_then(|objs| {
-                        topology::discover_postgres(
-                            &r.name,
-                            &objs,
-                            &r.merged_values(),
-                            &pods,
-                            ns,
-                            &pins.postgres,
-                        )
-                    })
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        let probe = match &found {
-            Ok(t) => Some(within(deadline, postgres::version(client, &api, ns, t)).await),
-            Err(_) => None,
-        };
-        crate::report::print_debug(
-            debug,
-            &format!(
-                "postgresql: release, topology and probe took {:?}",
-                started.elapsed()
-            ),
-        );
+        let found = discover_with_pods(latest(&l, &names.data), pods.clone(), |r, objs, pods| {
+            topology::discover_postgres(&r.name, objs, &r.merged_values(), pods, ns, &pins.postgres)
+        })
+        .await;
+        let probe = probe_found(deadline, &found, |t| postgres::version(client, &api, ns, t)).await;
+        took("postgresql");
         (l, found, probe)
     };
     let services_chain = async {
@@ -352,17 +356,8 @@ pub async fn gather(
                 .and_then(|objs| topology::discover_backend(&r.name, &objs, &pins.backend))
                 .map_err(|e| e.to_string())
         });
-        let probe = match &found {
-            Ok(t) => Some(within(deadline, backend::health(client, &api, ns, t)).await),
-            Err(_) => None,
-        };
-        crate::report::print_debug(
-            debug,
-            &format!(
-                "backend: release, topology and probe took {:?}",
-                started.elapsed()
-            ),
-        );
+        let probe = probe_found(deadline, &found, |t| backend::health(client, &api, ns, t)).await;
+        took("backend");
         (l, found, probe)
     };
 

@@ -76,8 +76,17 @@ pub async fn health(
         }
         _ => {}
     }
-    parse_health(code, &body)
-        .map_err(|reason| ProbeError::Answer(format!("GET {path} answered {code}: {reason}")))
+    parse_health(code, &body).map_err(|reason| {
+        let next = if reason.contains("no endpoints available") {
+            format!(
+                "; no ready pod is behind service {namespace}/{}: check the backend pods with `kubectl get pods,endpoints -n {namespace}` and the Deployment's rollout before retrying",
+                target.service
+            )
+        } else {
+            String::new()
+        };
+        ProbeError::Answer(format!("GET {path} answered {code}: {reason}{next}"))
+    })
 }
 
 /// Reads the version (`version`, `Version`, `build.version`, `app.version`)

@@ -27,6 +27,17 @@ struct SealStatus {
     sealed: bool,
 }
 
+impl SealStatus {
+    fn answered_via(self, via: String) -> OpenbaoStatus {
+        OpenbaoStatus {
+            version: self.version,
+            initialized: self.initialized,
+            sealed: self.sealed,
+            via,
+        }
+    }
+}
+
 pub async fn status(
     client: &kube::Client,
     api: &ApiEndpoint,
@@ -90,12 +101,7 @@ async fn exec_status(
             target.pod
         ))
     })?;
-    Ok(OpenbaoStatus {
-        version: parsed.version,
-        initialized: parsed.initialized,
-        sealed: parsed.sealed,
-        via: format!("{bin} status"),
-    })
+    Ok(parsed.answered_via(format!("{bin} status")))
 }
 
 async fn proxy_status(
@@ -122,10 +128,5 @@ async fn proxy_status(
     let parsed: SealStatus = serde_json::from_str(&text).map_err(|e| {
         ProbeError::Answer(format!("GET {path} did not return seal status JSON ({e})"))
     })?;
-    Ok(OpenbaoStatus {
-        version: parsed.version,
-        initialized: parsed.initialized,
-        sealed: parsed.sealed,
-        via: "pod proxy".into(),
-    })
+    Ok(parsed.answered_via("pod proxy".into()))
 }

@@ -35,6 +35,28 @@ pub struct Cluster {
     _serial: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
+/// Creates the object `v` as a `K` in `ns`.
+async fn create_as<K>(client: kube::Client, ns: &str, v: Value) -> kube::Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let obj: K = serde_json::from_value(v).unwrap_or_else(|e| {
+        panic!(
+            "the test manifest has an invalid {}: {e}",
+            K::kind(&K::DynamicType::default())
+        )
+    });
+    Api::<K>::namespaced(client, ns)
+        .create(&PostParams::default(), &obj)
+        .await
+        .map(drop)
+}
+
 /// Sandboxes running real PostgreSQL and OpenBao take turns: several at
 /// once on a small machine would make every test slow.
 static REAL_SOFTWARE: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -119,7 +141,6 @@ impl Cluster {
                 continue;
             }
             let c = self.client.clone();
-            let pp = PostParams::default();
             let kind = v["kind"].as_str().unwrap_or_default().to_string();
             let name = v["metadata"]["name"]
                 .as_str()
@@ -127,26 +148,11 @@ impl Cluster {
                 .to_string();
             let res = self.block_on(async {
                 match kind.as_str() {
-                    "Service" => Api::<Service>::namespaced(c, ns)
-                        .create(&pp, &serde_json::from_value(v).unwrap())
-                        .await
-                        .map(drop),
-                    "Secret" => Api::<Secret>::namespaced(c, ns)
-                        .create(&pp, &serde_json::from_value(v).unwrap())
-                        .await
-                        .map(drop),
-                    "ConfigMap" => Api::<ConfigMap>::namespaced(c, ns)
-                        .create(&pp, &serde_json::from_value(v).unwrap())
-                        .await
-                        .map(drop),
-                    "Deployment" => Api::<Deployment>::namespaced(c, ns)
-                        .create(&pp, &serde_json::from_value(v).unwrap())
-                        .await
-                        .map(drop),
-                    "StatefulSet" => Api::<StatefulSet>::namespaced(c, ns)
-                        .create(&pp, &serde_json::from_value(v).unwrap())
-                        .await
-                        .map(drop),
+                    "Service" => create_as::<Service>(c, ns, v).await,
+                    "Secret" => create_as::<Secret>(c, ns, v).await,
+                    "ConfigMap" => create_as::<ConfigMap>(c, ns, v).await,
+                    "Deployment" => create_as::<Deployment>(c, ns, v).await,
+                    "StatefulSet" => create_as::<StatefulSet>(c, ns, v).await,
                     other => panic!("the test manifest has an unsupported kind {other}"),
                 }
             });
