@@ -248,8 +248,19 @@ impl OpenBaoRuntime {
             };
             let seal: serde_json::Value = serde_json::from_slice(&seal).unwrap_or_default();
             if seal["initialized"] == false && !initialised_here {
-                self.initialise(c, port).await?;
-                initialised_here = true;
+                // A server that has just started can refuse the first
+                // initialisation (storage not set up yet): try again until
+                // the deadline, then report what it said.
+                match self.initialise(c, port).await {
+                    Ok(()) => initialised_here = true,
+                    Err(e)
+                        if tokio::time::Instant::now() + Duration::from_millis(500) < deadline =>
+                    {
+                        log_line(&c.log_path, &format!("sandbox: {e}; trying again"));
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
                 continue;
             }
             if seal["sealed"] == true {
@@ -278,7 +289,10 @@ impl OpenBaoRuntime {
         if status != 200 {
             return Err(OpenBaoError::Server {
                 pod: c.pod.clone(),
-                what: format!("initialisation answered HTTP {status}"),
+                what: format!(
+                    "initialisation answered HTTP {status}: {}",
+                    String::from_utf8_lossy(&resp).trim()
+                ),
                 log: c.log_path.clone(),
             });
         }
