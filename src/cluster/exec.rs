@@ -157,17 +157,10 @@ impl ExecStream {
         with_stdin: bool,
     ) -> Result<Self, ClusterError> {
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let mut params = AttachParams::default()
-            .stdin(with_stdin)
-            .stdout(true)
-            .stderr(true)
-            .tty(false)
+        let params = attach_params(container, with_stdin)
             .max_stdout_buf_size(PIPE_SIZE)
             .max_stderr_buf_size(PIPE_SIZE)
             .max_stdin_buf_size(PIPE_SIZE);
-        if let Some(c) = container {
-            params = params.container(c);
-        }
         let mut process = pods
             .exec(pod, command.iter().copied(), &params)
             .await
@@ -318,6 +311,19 @@ async fn capture_bounded(mut r: impl AsyncRead + Unpin) -> CapturedStderr {
 /// the end.
 pub type OutcomeFuture = BoxFuture<'static, Result<ExecOutcome, ExecError>>;
 
+/// Exec parameters: stdout and stderr, no TTY, stdin if asked for.
+fn attach_params(container: Option<&str>, stdin: bool) -> AttachParams {
+    let params = AttachParams::default()
+        .stdin(stdin)
+        .stdout(true)
+        .stderr(true)
+        .tty(false);
+    match container {
+        Some(c) => params.container(c),
+        None => params,
+    }
+}
+
 /// Starts `command` in `pod` and reads its stdout straight off the
 /// WebSocket frames: no pipe, no background task and one copy per frame
 /// (into the caller's buffer), for bulk output such as a `pg_dumpall`.
@@ -332,14 +338,7 @@ pub async fn stream_stdout(
     container: Option<&str>,
     command: &[&str],
 ) -> Result<(BoxedStdout, OutcomeFuture), ClusterError> {
-    let mut params = AttachParams::default()
-        .stdin(false)
-        .stdout(true)
-        .stderr(true)
-        .tty(false);
-    if let Some(c) = container {
-        params = params.container(c);
-    }
+    let params = attach_params(container, false);
     let action = format!("create pods/exec in namespace {namespace}");
     let object = format!("pod {namespace}/{pod}");
     let request = kube::core::Request::new(Pod::url_path(&(), Some(namespace)))
