@@ -293,11 +293,7 @@ async fn a_stream_that_breaks_mid_way_leaves_no_complete_bundle() {
     );
     drop(writer);
     assert!(!partial.exists());
-    assert!(
-        folder_names(dir.path()).is_empty(),
-        "{:?}",
-        folder_names(dir.path())
-    );
+    assert_no_bundle_folders(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,7 +316,7 @@ async fn a_dump_cut_short_is_refused_by_its_missing_marker() {
     assert!(matches!(err, WriterError::Incomplete { .. }), "{err}");
     assert!(err.to_string().contains(DUMP_COMPLETE_MARKER));
     writer.abort().unwrap();
-    assert!(folder_names(dir.path()).is_empty());
+    assert_no_bundle_folders(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,7 +403,7 @@ async fn a_real_openbao_raft_snapshot_verifies_and_a_damaged_one_does_not() {
         "{err}"
     );
     drop(writer);
-    assert!(folder_names(dir3.path()).is_empty());
+    assert_no_bundle_folders(dir3.path());
 
     // A token OpenBao refuses is named as such.
     let stream = tokio::net::TcpStream::connect(bao.addr).await.unwrap();

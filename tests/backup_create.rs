@@ -393,11 +393,7 @@ async fn a_remote_process_that_fails_after_its_output_fails_the_backup() {
         msg.contains("exited with") && msg.contains("no bundle was created"),
         "{msg}"
     );
-    assert!(
-        folder_names(dir.path()).is_empty(),
-        "{:?}",
-        folder_names(dir.path())
-    );
+    assert_no_bundle_folders(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,7 +410,7 @@ async fn the_unseal_key_is_refused_in_an_unencrypted_bundle() {
         matches!(err, CreateError::UnsealKeyNeedsEncryption),
         "{err}"
     );
-    assert!(folder_names(dir.path()).is_empty());
+    assert_no_bundle_folders(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,11 +426,7 @@ async fn a_missing_openbao_token_names_the_variables_and_leaves_no_bundle() {
         .unwrap_err();
     assert!(matches!(err, CreateError::NoToken { .. }), "{err}");
     assert!(err.to_string().contains("KLEIDIA_TEST_UNSET_TOKEN_VAR"));
-    assert!(
-        folder_names(dir.path()).is_empty(),
-        "{:?}",
-        folder_names(dir.path())
-    );
+    assert_no_bundle_folders(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,9 +461,5 @@ async fn an_interruption_during_the_dump_leaves_no_bundle_and_says_so() {
         msg.contains("Ctrl-C") && msg.contains("postgres.sql.zst"),
         "{msg}"
     );
-    assert!(
-        folder_names(dir.path()).is_empty(),
-        "{:?}",
-        folder_names(dir.path())
-    );
+    assert_no_bundle_folders(dir.path());
 }

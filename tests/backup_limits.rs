@@ -42,11 +42,7 @@ fn a_file_size_limit_fails_clearly_and_leaves_no_bundle() {
         .unwrap_or_else(|| panic!("the child printed no error: {stdout}"));
     assert!(line.contains("postgres.sql.zst"), "{line}");
     assert!(line.contains("file size limit"), "{line}");
-    assert!(
-        backup_support::folder_names(dir.path()).is_empty(),
-        "left behind: {:?}",
-        backup_support::folder_names(dir.path())
-    );
+    backup_support::assert_no_bundle_folders(dir.path());
 }
 
 /// Runs under the limit: writes 4 MiB of incompressible bytes, prints the error.

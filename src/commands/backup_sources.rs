@@ -130,15 +130,25 @@ impl<'t> ClusterSources<'t> {
         Ok(self.pods.clone().unwrap_or_default())
     }
 
+    /// A release, the objects its manifest renders and the namespace's
+    /// pods: what topology discovery works from.
+    async fn release_layout(
+        &mut self,
+        name: &str,
+    ) -> Result<(Release, Vec<topology::ManifestObject>, Vec<PodInfo>), SourceError> {
+        let release = self.release(name).await?;
+        let pods = self.pods().await?;
+        let objects = topology::parse_manifest(&release.name, &release.manifest)
+            .map_err(|e| SourceError::new(e.to_string()))?;
+        Ok((release, objects, pods))
+    }
+
     async fn postgres(&mut self) -> Result<PostgresTarget, SourceError> {
         if let Some(t) = &self.postgres {
             return Ok(t.clone());
         }
         let name = self.target.settings.releases.data.clone();
-        let release = self.release(&name).await?;
-        let pods = self.pods().await?;
-        let objects = topology::parse_manifest(&release.name, &release.manifest)
-            .map_err(|e| SourceError::new(e.to_string()))?;
+        let (release, objects, pods) = self.release_layout(&name).await?;
         let t = topology::discover_postgres(
             &release.name,
             &objects,
@@ -157,10 +167,7 @@ impl<'t> ClusterSources<'t> {
             return Ok(t.clone());
         }
         let name = self.target.settings.releases.platform.clone();
-        let release = self.release(&name).await?;
-        let pods = self.pods().await?;
-        let objects = topology::parse_manifest(&release.name, &release.manifest)
-            .map_err(|e| SourceError::new(e.to_string()))?;
+        let (release, objects, pods) = self.release_layout(&name).await?;
         let t = topology::discover_openbao(
             &release.name,
             &objects,

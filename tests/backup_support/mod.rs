@@ -81,6 +81,14 @@ pub fn folder_names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Fails, listing what is there, unless `dir` holds no bundle folder at all
+/// (neither complete nor partial).
+#[track_caller]
+pub fn assert_no_bundle_folders(dir: &Path) {
+    let left = folder_names(dir);
+    assert!(left.is_empty(), "bundle folders were left behind: {left:?}");
+}
+
 pub fn mode_of(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
