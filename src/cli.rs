@@ -1,36 +1,17 @@
 //! What the operator typed: the one command tree shared by `kubectl-kleidia`
-//! and `helm-kleidia`. Nothing here reads the environment or a file; that is
+//! and `helm-kleidia`. Global flags are defined here and handed on as typed
+//! [`Flags`]; each command's own flags live in its folder under
+//! `commands/`. Nothing here reads the environment or a file; that is
 //! `target.rs`'s job.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-/// Which plugin binary is running. The command tree is the same; only the
-/// source of defaults differs (kubectl conventions vs Helm's plugin
-/// environment).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
-    Kubectl,
-    Helm,
-}
-
-impl Flavor {
-    pub fn binary_name(self) -> &'static str {
-        match self {
-            Flavor::Kubectl => "kubectl-kleidia",
-            Flavor::Helm => "helm-kleidia",
-        }
-    }
-
-    /// How the operator invokes the plugin, for messages.
-    pub fn invocation(self) -> &'static str {
-        match self {
-            Flavor::Kubectl => "kubectl kleidia",
-            Flavor::Helm => "helm kleidia",
-        }
-    }
-}
+use crate::report::OutputFormat;
+use crate::target::Flags;
+pub use crate::target::Flavor;
 
 /// Safe upgrades, backups and rollbacks for a Kleidia deployment.
 #[derive(Debug, Parser)]
@@ -64,10 +45,10 @@ pub struct GlobalArgs {
     #[arg(short = 'n', long, global = true, value_name = "NAME")]
     pub namespace: Option<String>,
 
-    /// Timeout for a single request to the API server, e.g. `10s`, `1m`
-    /// (`0` means no limit).
-    #[arg(long, global = true, value_name = "DURATION")]
-    pub request_timeout: Option<String>,
+    /// Time limit for a single request to the API server, e.g. `10s`, `1m`
+    /// (default 30s; `0` means no limit).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = crate::duration::arg)]
+    pub request_timeout: Option<Duration>,
 
     /// Configuration file (default: <user config dir>/kleidia/config.yaml).
     #[arg(long, global = true, value_name = "PATH")]
@@ -99,62 +80,32 @@ pub struct GlobalArgs {
     pub debug: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
-    #[default]
-    Table,
-    Json,
-    Yaml,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Check that the deployment is healthy and ready to be upgraded.
-    Preflight,
-    /// Back up PostgreSQL, OpenBao and the releases' values into one bundle.
-    Backup(Box<crate::commands::backup::BackupArgs>),
-    /// Upgrade platform, then data, then services, gated on health, with a
-    /// backup first and automatic rollback.
-    Upgrade(PassThroughArgs),
-    /// Roll releases back to an earlier revision.
-    Rollback(PassThroughArgs),
-    /// Show chart, application and server versions and the compatibility
-    /// matrix.
-    Versions(VersionsArgs),
-    /// Print a shell completion script.
-    Completion(CompletionArgs),
-}
-
-impl Command {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Preflight => "preflight",
-            Command::Backup(_) => "backup",
-            Command::Upgrade(_) => "upgrade",
-            Command::Rollback(_) => "rollback",
-            Command::Versions(_) => "versions",
-            Command::Completion(_) => "completion",
+impl GlobalArgs {
+    /// The flags as typed values for target resolution.
+    pub fn flags(&self) -> Flags {
+        Flags {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+            request_timeout: self.request_timeout,
+            config: self.config.clone(),
+            platform_release: self.platform_release.clone(),
+            data_release: self.data_release.clone(),
+            services_release: self.services_release.clone(),
+            output: self.output,
+            no_color: self.no_color,
+            debug: self.debug,
         }
     }
 }
 
-/// Arguments of commands whose options are not settled yet; accepted so the
-/// command can say it is not available rather than fail to parse.
-#[derive(Debug, Args, Clone, Default)]
-pub struct PassThroughArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct VersionsArgs {
-    /// Overall time limit for all probes together, e.g. `30s`.
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
-    pub timeout: String,
-
-    /// Also list every revision of each release.
-    #[arg(long)]
-    pub history: bool,
+/// The command tree: every Kleidia command, then `completion`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    #[command(flatten)]
+    Run(crate::commands::Command),
+    /// Print a shell completion script.
+    Completion(CompletionArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -170,27 +121,47 @@ impl Cli {
         flavor: Flavor,
         args: impl IntoIterator<Item = std::ffi::OsString>,
     ) -> Result<Self, clap::Error> {
+        Self::try_parse_styled(flavor, args, true)
+    }
+
+    /// Like [`Cli::try_parse_for`]; usage errors and help are never
+    /// coloured unless `color` (clap still leaves them plain off a terminal).
+    pub fn try_parse_styled(
+        flavor: Flavor,
+        args: impl IntoIterator<Item = std::ffi::OsString>,
+        color: bool,
+    ) -> Result<Self, clap::Error> {
         use clap::FromArgMatches;
-        let matches = Self::command_for(flavor).try_get_matches_from(args)?;
+        let mut cmd = Self::command_for(flavor);
+        if !color {
+            cmd = cmd.color(clap::ColorChoice::Never);
+        }
+        let matches = cmd.try_get_matches_from(args)?;
         Self::from_arg_matches(&matches)
     }
 
     /// The clap command with the binary's name, for parsing and completions.
     pub fn command_for(flavor: Flavor) -> clap::Command {
         use clap::CommandFactory;
-        let cmd = Self::command()
+        Self::command()
             .name(flavor.binary_name())
-            .bin_name(flavor.binary_name());
-        match flavor {
-            Flavor::Kubectl => cmd.display_name("kubectl kleidia"),
-            Flavor::Helm => cmd.display_name("helm kleidia"),
-        }
+            .bin_name(flavor.binary_name())
+            .display_name(flavor.invocation())
     }
+}
+
+/// The completion script for `shell`, naming the flavour's binary.
+pub fn completion_script(flavor: Flavor, shell: clap_complete::Shell) -> Vec<u8> {
+    let mut cmd = Cli::command_for(flavor);
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, flavor.binary_name(), &mut script);
+    script
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::Command as Kleidia;
 
     fn parse(flavor: Flavor, args: &[&str]) -> Result<Cli, clap::Error> {
         let mut all = vec![flavor.binary_name()];
@@ -217,14 +188,17 @@ mod tests {
                 "-o",
                 "json",
                 "--history",
+                "--request-timeout",
+                "5s",
             ],
         )
         .unwrap();
         assert_eq!(cli.global.namespace.as_deref(), Some("prod"));
         assert_eq!(cli.global.context.as_deref(), Some("c1"));
         assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(cli.global.request_timeout, Some(Duration::from_secs(5)));
         match cli.command {
-            Command::Versions(v) => assert!(v.history),
+            Command::Run(Kleidia::Versions(v)) => assert!(v.history),
             other => panic!("parsed as {other:?}"),
         }
     }
@@ -236,47 +210,24 @@ mod tests {
     }
 
     #[test]
-    fn backup_defaults_to_create_and_takes_its_subcommands() {
-        use crate::commands::backup::BackupCommand;
-        let cli = parse(
+    fn unknown_output_format_and_bad_durations_are_usage_errors() {
+        let err = parse(Flavor::Kubectl, &["versions", "-o", "xml"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = parse(
             Flavor::Kubectl,
-            &[
-                "backup",
-                "--components",
-                "data",
-                "--dir",
-                "/b",
-                "-o",
-                "json",
-            ],
+            &["versions", "--request-timeout", "10000000000000000000"],
         )
-        .unwrap();
-        assert_eq!(cli.global.output, OutputFormat::Json);
-        let Command::Backup(args) = cli.command else {
-            panic!("not backup")
-        };
-        match args.action() {
-            BackupCommand::Create(c) => {
-                assert_eq!(c.dir, PathBuf::from("/b"));
-                assert_eq!(c.components.len(), 1);
-            }
-            other => panic!("parsed as {other:?}"),
-        }
-        let cli = parse(
-            Flavor::Helm,
-            &["backup", "verify", "/b/x", "--restore-test"],
-        )
-        .unwrap();
-        let Command::Backup(args) = cli.command else {
-            panic!("not backup")
-        };
-        assert!(!crate::commands::backup::needs_cluster(&args));
-        assert!(matches!(args.action(), BackupCommand::Verify(v) if v.restore_test));
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("longer than"), "{err}");
     }
 
     #[test]
-    fn unknown_output_format_is_a_usage_error() {
-        let err = parse(Flavor::Kubectl, &["versions", "-o", "xml"]).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
+    fn completion_is_part_of_the_tree() {
+        let cli = parse(Flavor::Helm, &["completion", "bash"]).unwrap();
+        assert!(matches!(cli.command, Command::Completion(_)));
+        let script =
+            String::from_utf8(completion_script(Flavor::Helm, clap_complete::Shell::Bash)).unwrap();
+        assert!(script.contains("helm-kleidia"));
     }
 }

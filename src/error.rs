@@ -1,10 +1,12 @@
 //! The errors a command can end with, and their exit codes: 2 for what the
-//! operator typed, 1 for everything the cluster answered badly.
+//! operator typed, 1 for everything the cluster answered badly. Each error
+//! names what was wrong, what was found, and what to run next; `app`
+//! prints it once, through `report::Messages`.
 
-use std::time::Duration;
-
+use crate::backup::BackupError;
 use crate::cluster::ClusterError;
 use crate::helm::release::ReleaseError;
+use crate::survey::SurveyFailure;
 use crate::target::TargetError;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,23 +17,10 @@ pub enum Error {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Release(#[from] ReleaseError),
-    #[error(
-        "namespace {namespace} (from {source_of_namespace}) has no Kleidia releases: looked for {looked_for} in {storage} labelled owner=helm. Pass the namespace with -n/--namespace, or other release names with --platform-release/--data-release/--services-release (or `releases:` in the config file)"
-    )]
-    NoReleases {
-        namespace: String,
-        source_of_namespace: String,
-        looked_for: String,
-        storage: String,
-    },
-    #[error(
-        "timed out after {after:?} waiting for the Kubernetes API at {server} to {what}. Check that the cluster is reachable, or raise --timeout"
-    )]
-    Timeout {
-        what: String,
-        after: Duration,
-        server: String,
-    },
+    #[error(transparent)]
+    Survey(#[from] SurveyFailure),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
     #[error(
         "`{invocation} {command}` is not available in this version yet; nothing was done. Follow the runbook for this step; `{invocation} versions` is available"
     )]
@@ -39,8 +28,6 @@ pub enum Error {
         invocation: &'static str,
         command: &'static str,
     },
-    #[error(transparent)]
-    Backup(#[from] crate::backup::command::BackupCommandError),
     #[error("{what}: {reason}")]
     Usage { what: String, reason: String },
     #[error("cannot write the output: {0}")]

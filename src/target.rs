@@ -9,10 +9,58 @@ use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::cli::{Flavor, GlobalArgs, OutputFormat};
 use crate::config::{BackendPins, ConfigError, ConfigFile, OpenbaoPins, PostgresPins};
 use crate::helm::cli::HelmCli;
 use crate::helm::release::StorageDriver;
+use crate::report::{Messages, OutputFormat, color_allowed};
+
+/// How long one request to the API server may take when
+/// `--request-timeout` is not given: nothing waits forever.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which plugin binary is running. The command tree is the same; only the
+/// source of defaults differs (kubectl conventions vs Helm's plugin
+/// environment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Kubectl,
+    Helm,
+}
+
+impl Flavor {
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Flavor::Kubectl => "kubectl-kleidia",
+            Flavor::Helm => "helm-kleidia",
+        }
+    }
+
+    /// How the operator invokes the plugin, for messages.
+    pub fn invocation(self) -> &'static str {
+        match self {
+            Flavor::Kubectl => "kubectl kleidia",
+            Flavor::Helm => "helm kleidia",
+        }
+    }
+}
+
+/// The global flags as typed values (the CLI parses them; nothing here
+/// reads raw arguments).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    /// `Some(ZERO)`: the operator asked for no limit.
+    pub request_timeout: Option<Duration>,
+    pub config: Option<PathBuf>,
+    pub platform_release: Option<String>,
+    pub data_release: Option<String>,
+    pub services_release: Option<String>,
+    pub output: OutputFormat,
+    pub no_color: bool,
+    pub debug: bool,
+}
 
 /// The namespace used when neither a flag, the environment, the config file
 /// nor the kubeconfig context names one.
@@ -22,14 +70,6 @@ pub const DEFAULT_NAMESPACE: &str = "kleidia";
 pub enum TargetError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error(
-        "{flag} has an invalid duration {value:?}: {reason}. Use a number with a unit, e.g. 30s, 2m, 500ms"
-    )]
-    Duration {
-        flag: &'static str,
-        value: String,
-        reason: String,
-    },
     #[error(
         "HELM_DRIVER={0:?} is not supported: kleidia reads releases from the `secret` (default) or `configmap` storage driver. Unset HELM_DRIVER or set it to secret or configmap"
     )]
@@ -72,6 +112,7 @@ impl TargetError {
 pub struct Environment {
     vars: BTreeMap<String, String>,
     pub stdout_is_tty: bool,
+    pub stderr_is_tty: bool,
 }
 
 impl Environment {
@@ -94,6 +135,7 @@ impl Environment {
         Self {
             vars,
             stdout_is_tty: std::io::stdout().is_terminal(),
+            stderr_is_tty: std::io::stderr().is_terminal(),
         }
     }
 
@@ -104,6 +146,7 @@ impl Environment {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             stdout_is_tty: false,
+            stderr_is_tty: false,
         }
     }
 
@@ -173,14 +216,21 @@ pub struct Settings {
     pub context: Option<String>,
     /// `None` when the namespace is to come from the kubeconfig context.
     pub namespace: Option<(String, NamespaceSource)>,
+    /// `--request-timeout` as given (none when unset or `0`).
     pub request_timeout: Option<Duration>,
+    /// What one request may take: the given timeout, the default when none
+    /// was given, no limit for `--request-timeout 0`.
+    pub request_limit: Option<Duration>,
     pub releases: ReleaseNames,
     pub pins: Pins,
     pub driver: StorageDriver,
     pub helm: HelmCli,
     pub output: OutputFormat,
+    /// Colour on stdout (tables only).
     pub color: bool,
     pub debug: bool,
+    /// Errors, warnings and debug lines on stderr.
+    pub messages: Messages,
     pub config_path: Option<PathBuf>,
 }
 
@@ -189,7 +239,7 @@ impl Settings {
     /// already-loaded file (see [`ConfigFile::load`]).
     pub fn resolve(
         flavor: Flavor,
-        args: &GlobalArgs,
+        args: &Flags,
         env: &Environment,
         config: ConfigFile,
         config_path: Option<PathBuf>,
@@ -226,14 +276,12 @@ impl Settings {
                 .map(|ns| (ns, NamespaceSource::ConfigFile))
         };
 
-        let request_timeout = args
-            .request_timeout
-            .as_deref()
-            .map(|v| {
-                parse_duration(v).map_err(|reason| duration_error("--request-timeout", v, reason))
-            })
-            .transpose()?
-            .filter(|d| !d.is_zero());
+        let request_timeout = args.request_timeout.filter(|d| !d.is_zero());
+        let request_limit = match args.request_timeout {
+            None => Some(DEFAULT_REQUEST_TIMEOUT),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+        };
 
         let defaults = ReleaseNames::default();
         let releases = ReleaseNames {
@@ -272,10 +320,13 @@ impl Settings {
             .or(config.helm.bin)
             .or_else(|| which::which("helm").ok());
 
+        let no_color_env = env.get("NO_COLOR").is_some();
         let color = args.output == OutputFormat::Table
-            && env.stdout_is_tty
-            && !args.no_color
-            && env.get("NO_COLOR").is_none();
+            && color_allowed(env.stdout_is_tty, args.no_color, no_color_env);
+        let messages = Messages {
+            color: color_allowed(env.stderr_is_tty, args.no_color, no_color_env),
+            debug,
+        };
 
         Ok(Self {
             flavor,
@@ -283,6 +334,7 @@ impl Settings {
             context,
             namespace,
             request_timeout,
+            request_limit,
             releases,
             pins: Pins {
                 postgres: config.postgres,
@@ -294,6 +346,7 @@ impl Settings {
             output: args.output,
             color,
             debug,
+            messages,
             config_path,
         })
     }
@@ -306,50 +359,18 @@ fn is_truthy(v: &str) -> bool {
     )
 }
 
-fn duration_error(flag: &'static str, value: &str, reason: String) -> TargetError {
-    TargetError::Duration {
-        flag,
-        value: value.to_string(),
-        reason,
-    }
+/// What a command starts from: the resolved settings. Commands that need
+/// the cluster connect through it; the others never read the kubeconfig.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub settings: Settings,
 }
 
-/// Parses `30s`, `1m30s`, `500ms`, `2h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("it is empty".into());
+impl Session {
+    /// Loads the kubeconfig and builds the client (no request yet).
+    pub async fn connect(&self) -> Result<Target, TargetError> {
+        Target::connect(self.settings.clone()).await
     }
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{rest:?} has no unit"))?;
-        if digits == 0 {
-            return Err(format!("expected a number at {rest:?}"));
-        }
-        let number: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{:?} is not a number", &rest[..digits]))?;
-        let after = &rest[digits..];
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let scale = match &after[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
-        };
-        total += Duration::from_secs_f64(number * scale);
-        rest = &after[unit_len..];
-    }
-    Ok(total)
 }
 
 /// The resolved target: settings plus a connected client and the final
@@ -434,17 +455,18 @@ impl Target {
         // pods. Like kubectl, take the answer and let the caller say what
         // it means instead of waiting on it.
         config.default_retry = false;
-        if let Some(t) = settings.request_timeout {
+        if let Some(t) = settings.request_limit {
             config.connect_timeout = Some(t);
-            config.read_timeout = Some(t);
-            config.write_timeout = Some(t);
         }
         let server = config.cluster_url.to_string();
         let server = server.trim_end_matches('/').to_string();
-        let client = kube::Client::try_from(config).map_err(|e| TargetError::Client {
-            context: context.clone(),
-            message: e.to_string(),
-        })?;
+        let client =
+            crate::cluster::client::build(config, settings.request_limit).map_err(|e| {
+                TargetError::Client {
+                    context: context.clone(),
+                    message: e.to_string(),
+                }
+            })?;
 
         let (namespace, namespace_source) = match &settings.namespace {
             Some((ns, src)) => (ns.clone(), *src),
@@ -510,11 +532,11 @@ fn load_kubeconfig(paths: &[PathBuf]) -> Result<(Kubeconfig, String), TargetErro
 mod tests {
     use super::*;
 
-    fn args() -> GlobalArgs {
-        GlobalArgs::default()
+    fn args() -> Flags {
+        Flags::default()
     }
 
-    fn resolve(flavor: Flavor, a: &GlobalArgs, env: &[(&str, &str)]) -> Settings {
+    fn resolve(flavor: Flavor, a: &Flags, env: &[(&str, &str)]) -> Settings {
         Settings::resolve(
             flavor,
             a,
@@ -653,15 +675,18 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("s").is_err());
+    fn request_limit_defaults_and_zero_means_none() {
+        let s = resolve(Flavor::Kubectl, &args(), &[]);
+        assert_eq!(s.request_limit, Some(DEFAULT_REQUEST_TIMEOUT));
+        assert_eq!(s.request_timeout, None);
+        let mut a = args();
+        a.request_timeout = Some(Duration::ZERO);
+        let s = resolve(Flavor::Kubectl, &a, &[]);
+        assert_eq!((s.request_limit, s.request_timeout), (None, None));
+        a.request_timeout = Some(Duration::from_secs(5));
+        let s = resolve(Flavor::Kubectl, &a, &[]);
+        assert_eq!(s.request_limit, Some(Duration::from_secs(5)));
+        assert_eq!(s.request_timeout, Some(Duration::from_secs(5)));
     }
 
     #[test]

@@ -12,7 +12,6 @@ use age::secrecy::{ExposeSecret, SecretString};
 use backup_support::*;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use kleidia::backup::command::{CreateArgs, OutputFormat, run_create};
 use kleidia::backup::create::{
     BackupSources, ClusterFacts, CreateError, CreateOptions, ReleaseSnapshot, SourceError,
     SourceStream, TokenSource, create_bundle,
@@ -21,6 +20,7 @@ use kleidia::backup::crypto::{Decryption, Encryption};
 use kleidia::backup::local_postgres::ThrowawayPostgres;
 use kleidia::backup::manifest::{Component, FileKind, OpenBaoStorage, ReleaseRecord};
 use kleidia::backup::verify::{RestoreOutcome, Status, VerifyOptions, verify_bundle};
+use kleidia::commands::backup::{CreateArgs, OutputFormat, run_create};
 
 struct LocalSources<'a> {
     pg: &'a ThrowawayPostgres,
@@ -307,6 +307,7 @@ async fn file_storage_is_archived_with_a_consistency_warning() {
         openbao_token_env: None,
         openbao_token_secret: None,
         include_unseal_key: false,
+        timeout: std::time::Duration::from_secs(60),
     };
     let mut out = Vec::new();
     let outcome = run_create(
@@ -343,14 +344,14 @@ async fn file_storage_is_archived_with_a_consistency_warning() {
 
     // The human report of verify says so too.
     let mut text = Vec::new();
-    let outcome = kleidia::backup::command::run_local(
-        &kleidia::backup::command::BackupCommand::Verify(kleidia::backup::command::VerifyArgs {
+    let outcome = kleidia::commands::backup::run_local(
+        &kleidia::commands::backup::BackupCommand::Verify(kleidia::commands::backup::VerifyArgs {
             bundle: bundle.to_owned(),
             restore_test: false,
             identity: None,
             passphrase_env: None,
         }),
-        OutputFormat::Human,
+        OutputFormat::Table,
         &mut text,
     )
     .await

@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use backup_support::folder_names;
 use chrono::{TimeDelta, Utc};
-use kleidia::backup::command::{
-    BackupCommand, ListArgs, OutputFormat, PruneArgs, VerifyArgs, run_local_blocking,
-};
 use kleidia::backup::manifest::{FileKind, Manifest};
 use kleidia::backup::writer::{AddOptions, BundleWriter};
+use kleidia::commands::backup::{
+    BackupCommand, ListArgs, OutputFormat, PruneArgs, VerifyArgs, run_local_blocking,
+};
 
 async fn bundle_at(dir: &Path, hours_ago: i64) -> String {
     let at = Utc::now() - TimeDelta::hours(hours_ago);
@@ -104,7 +104,7 @@ async fn list_and_prune_touch_only_complete_bundles() {
         &BackupCommand::List(ListArgs {
             dir: dir.to_owned(),
         }),
-        OutputFormat::Human,
+        OutputFormat::Table,
         &mut out,
     )
     .unwrap();
@@ -161,7 +161,7 @@ fn verify_of_a_folder_without_manifest_says_it_is_incomplete() {
             identity: None,
             passphrase_env: None,
         }),
-        OutputFormat::Human,
+        OutputFormat::Table,
         &mut Vec::new(),
     )
     .unwrap_err();
@@ -174,7 +174,7 @@ fn list_of_a_missing_folder_says_where_bundles_come_from() {
         &BackupCommand::List(ListArgs {
             dir: "/nonexistent/backups".into(),
         }),
-        OutputFormat::Human,
+        OutputFormat::Table,
         &mut Vec::new(),
     )
     .unwrap_err();

@@ -13,10 +13,11 @@
 //! - [`verify`] checks a bundle; [`restore`] restores its dump into a
 //!   [`local_postgres::ThrowawayPostgres`] and counts rows.
 //! - [`list`], [`prune`] and [`bundle`] find, describe and remove bundles.
-//! - [`command`] is the `backup` command line (clap) and its runners.
+//!
+//! The `backup` command (flags, runners, tables) is `commands::backup`; the
+//! cluster side of [`create::BackupSources`] lives there too.
 
 pub mod bundle;
-pub mod command;
 pub mod create;
 pub mod crypto;
 pub mod list;
@@ -27,3 +28,32 @@ pub mod prune;
 pub mod restore;
 pub mod verify;
 pub mod writer;
+
+use create::CreateError;
+use crypto::CryptoError;
+use list::ListError;
+use prune::PruneError;
+use verify::VerifyError;
+
+/// Errors of the backup work, for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    List(#[from] ListError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Prune(#[from] PruneError),
+    #[error("'backup create' needs a cluster; it is run through the plugin's cluster connection")]
+    NeedsCluster,
+    #[error(
+        "interrupted (Ctrl-C); {stopped} throwaway PostgreSQL server(s) of the restore test were stopped and removed"
+    )]
+    Interrupted { stopped: usize },
+    #[error("cannot print the result: {0}")]
+    Output(String),
+}

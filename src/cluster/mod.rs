@@ -1,8 +1,10 @@
 //! Talking to the cluster: API errors in the operator's words, exec and
 //! port-forward streams that other commands (backup, upgrade) reuse.
 
+pub mod client;
 pub mod exec;
 pub mod portforward;
+pub mod stall;
 
 /// Which API server a request went to, for messages.
 #[derive(Debug, Clone, Default)]

@@ -1,26 +1,67 @@
-//! One module per subcommand; each owns its command end to end and shares
-//! work only through the layers below (`topology`, `cluster`, `helm`,
-//! `probes`, `report`).
+//! One folder per subcommand: its flags, its logic and its rendering. A
+//! command shares work only through the layers below (`survey`, `topology`,
+//! `probes`, `cluster`, `helm`, `backup`, `compat`, `report`) and never
+//! imports a sibling command.
+//!
+//! To add a command: a folder with `Args` and `run`, one variant here, one
+//! arm in [`run`].
 
 pub mod backup;
-pub mod backup_sources;
 pub mod versions;
 
-use crate::cli::{Cli, Command, Flavor};
-use crate::error::Error;
-use crate::target::Target;
+use clap::{Args, Subcommand};
 
-/// Runs a parsed command whose target is resolved. Returns the exit code.
-pub async fn dispatch(flavor: Flavor, cli: &Cli, target: &Target) -> Result<u8, Error> {
-    match &cli.command {
-        Command::Versions(args) => versions::run(target, args).await,
-        Command::Backup(args) => backup::run(target, args).await,
-        Command::Preflight | Command::Upgrade(_) | Command::Rollback(_) => {
+use crate::error::Error;
+use crate::target::Session;
+
+/// The Kleidia commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that the deployment is healthy and ready to be upgraded.
+    Preflight(PassThroughArgs),
+    /// Back up PostgreSQL, OpenBao and the releases' values into one bundle.
+    Backup(Box<backup::BackupArgs>),
+    /// Upgrade platform, then data, then services, gated on health, with a
+    /// backup first and automatic rollback.
+    Upgrade(PassThroughArgs),
+    /// Roll releases back to an earlier revision.
+    Rollback(PassThroughArgs),
+    /// Show chart, application and server versions and the compatibility
+    /// matrix.
+    Versions(versions::Args),
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Preflight(_) => "preflight",
+            Command::Backup(_) => "backup",
+            Command::Upgrade(_) => "upgrade",
+            Command::Rollback(_) => "rollback",
+            Command::Versions(_) => "versions",
+        }
+    }
+}
+
+/// Arguments of commands whose options are not settled yet; accepted so the
+/// command can say it is not available rather than fail to parse.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PassThroughArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+/// Runs a command. Commands that need the cluster connect through the
+/// session; the others never read the kubeconfig. Returns the exit code.
+pub async fn run(command: &Command, session: &Session) -> Result<u8, Error> {
+    match command {
+        Command::Versions(args) => versions::run(session, args).await,
+        Command::Backup(args) => backup::run(session, args).await,
+        Command::Preflight(_) | Command::Upgrade(_) | Command::Rollback(_) => {
             Err(Error::NotImplemented {
-                invocation: flavor.invocation(),
-                command: cli.command.name(),
+                invocation: session.settings.flavor.invocation(),
+                command: command.name(),
             })
         }
-        Command::Completion(_) => unreachable!("completion needs no target and is handled by app"),
     }
 }

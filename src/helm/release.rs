@@ -298,8 +298,13 @@ impl ReleaseStore {
         &self.namespace
     }
 
-    fn selector(release: &str) -> ListParams {
-        ListParams::default().labels(&format!("owner=helm,name={release}"))
+    fn selector(releases: &[&str]) -> ListParams {
+        match releases {
+            [one] => ListParams::default().labels(&format!("owner=helm,name={one}")),
+            many => {
+                ListParams::default().labels(&format!("owner=helm,name in ({})", many.join(",")))
+            }
+        }
     }
 
     fn list_action(&self) -> String {
@@ -316,7 +321,20 @@ impl ReleaseStore {
 
     /// Every revision of `release`, from labels only (newest last).
     pub async fn revisions(&self, release: &str) -> Result<Vec<RevisionLabel>, ReleaseError> {
-        let lp = Self::selector(release);
+        Ok(self
+            .revisions_of(&[release])
+            .await?
+            .remove(release)
+            .unwrap_or_default())
+    }
+
+    /// The revisions of each of `releases` (newest last), from one
+    /// metadata-only list; a release without records has no entry.
+    pub async fn revisions_of(
+        &self,
+        releases: &[&str],
+    ) -> Result<BTreeMap<String, Vec<RevisionLabel>>, ReleaseError> {
+        let lp = Self::selector(releases);
         let metas = match self.list_metadata(&lp, false).await {
             // Servers that cannot serve metadata-only lists: read full objects.
             Err(kube::Error::Api(status)) if matches!(status.code, 406 | 415) => {
@@ -324,8 +342,8 @@ impl ReleaseStore {
             }
             other => other,
         }
-        .map_err(|e| self.cluster_error(e, &self.list_action(), release))?;
-        let mut out = Vec::new();
+        .map_err(|e| self.cluster_error(e, &self.list_action(), &releases.join(", ")))?;
+        let mut out: BTreeMap<String, Vec<RevisionLabel>> = BTreeMap::new();
         for meta in metas {
             let name = meta.name.unwrap_or_default();
             let labels = meta.labels.unwrap_or_default();
@@ -333,13 +351,16 @@ impl ReleaseStore {
                 object: self.shown(&name),
                 reason: "it has neither a numeric `version` label nor a `.v<N>` name suffix".into(),
             })?;
-            out.push(RevisionLabel {
+            let release = labels.get("name").cloned().unwrap_or_default();
+            out.entry(release).or_default().push(RevisionLabel {
                 object: name,
                 revision,
                 status: labels.get("status").cloned().unwrap_or_default(),
             });
         }
-        out.sort_by_key(|r| r.revision);
+        for revs in out.values_mut() {
+            revs.sort_by_key(|r| r.revision);
+        }
         Ok(out)
     }
 
@@ -393,26 +414,64 @@ impl ReleaseStore {
 
     /// Every revision of `release`, decoded (oldest first).
     pub async fn history(&self, release: &str) -> Result<Vec<Release>, ReleaseError> {
-        let lp = Self::selector(release);
-        let mut out = match self.driver {
-            StorageDriver::Secret => self.list_records::<Secret>(&lp, release).await?,
-            StorageDriver::ConfigMap => self.list_records::<ConfigMap>(&lp, release).await?,
+        self.histories(&[release])
+            .await?
+            .remove(release)
+            .unwrap_or(Ok(Vec::new()))
+    }
+
+    /// Every revision of each of `releases`, decoded (oldest first), from
+    /// one list. A release whose records cannot all be read has that error
+    /// as its entry; a release without records has no entry.
+    pub async fn histories(
+        &self,
+        releases: &[&str],
+    ) -> Result<BTreeMap<String, Result<Vec<Release>, ReleaseError>>, ReleaseError> {
+        let lp = Self::selector(releases);
+        let records = match self.driver {
+            StorageDriver::Secret => self.list_records::<Secret>(&lp, releases).await?,
+            StorageDriver::ConfigMap => self.list_records::<ConfigMap>(&lp, releases).await?,
         };
-        out.sort_by_key(|r| r.version);
+        let mut out: BTreeMap<String, Result<Vec<Release>, ReleaseError>> = BTreeMap::new();
+        for (name, record) in records {
+            let entry = out.entry(name).or_insert_with(|| Ok(Vec::new()));
+            match (entry, record) {
+                (Ok(list), Ok(r)) => list.push(r),
+                (entry @ Ok(_), Err(e)) => *entry = Err(e),
+                (Err(_), _) => {}
+            }
+        }
+        for list in out.values_mut().flat_map(|r| r.as_mut().ok()) {
+            list.sort_by_key(|r| r.version);
+        }
         Ok(out)
     }
 
+    /// The records `lp` selects, each decoded or its error, by the release
+    /// its `name` label names.
     async fn list_records<K: Record>(
         &self,
         lp: &ListParams,
-        release: &str,
-    ) -> Result<Vec<Release>, ReleaseError> {
+        releases: &[&str],
+    ) -> Result<Vec<(String, Result<Release, ReleaseError>)>, ReleaseError> {
         let list = self
             .api::<K>()
             .list(lp)
             .await
-            .map_err(|e| self.cluster_error(e, &self.list_action(), release))?;
-        list.items.iter().map(|o| self.decode(o)).collect()
+            .map_err(|e| self.cluster_error(e, &self.list_action(), &releases.join(", ")))?;
+        Ok(list
+            .items
+            .iter()
+            .map(|o| {
+                let name = o
+                    .meta()
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("name").cloned())
+                    .unwrap_or_default();
+                (name, self.decode(o))
+            })
+            .collect())
     }
 
     /// One record by object name.

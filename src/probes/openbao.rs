@@ -14,6 +14,8 @@ pub struct OpenbaoStatus {
     pub version: String,
     pub initialized: bool,
     pub sealed: bool,
+    /// The storage backend the server runs (`raft`, `file`), when it says.
+    pub storage_type: Option<String>,
     /// How the answer was obtained (`bao status`, `vault status`,
     /// `pod proxy`).
     pub via: String,
@@ -25,6 +27,8 @@ struct SealStatus {
     version: String,
     initialized: bool,
     sealed: bool,
+    #[serde(default)]
+    storage_type: Option<String>,
 }
 
 impl SealStatus {
@@ -33,6 +37,7 @@ impl SealStatus {
             version: self.version,
             initialized: self.initialized,
             sealed: self.sealed,
+            storage_type: self.storage_type.filter(|s| !s.is_empty()),
             via,
         }
     }

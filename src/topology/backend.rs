@@ -90,4 +90,3 @@ pub fn discover_backend(
         port,
     })
 }
-

@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
 use super::TopologyError;
-use super::selector::Selector;
 use super::manifest::ManifestObject;
+use super::selector::Selector;
 use super::workloads::{ContainerSpec, Workload, WorkloadKind, workloads};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

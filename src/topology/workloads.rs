@@ -8,7 +8,6 @@ use serde_json::Value;
 use super::manifest::{ManifestObject, at, str_at, string_map};
 use super::selector::Selector;
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum WorkloadKind {
     Deployment,

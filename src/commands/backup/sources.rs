@@ -1,24 +1,17 @@
-//! [`BackupSources`] over a live cluster: the Helm release records for facts
+//! [`BackupSources`] over a live cluster, from one survey of the
+//! deployment and the servers' answers: the Helm release records for facts
 //! and values, exec for `pg_dumpall` and the OpenBao data-folder archive, a
-//! port-forward to OpenBao's API for the raft snapshot and the storage type.
-//!
-//! Discovery (which pod, container and user) is done once, lazily, per
-//! component, so `--components values` needs no pod at all.
+//! port-forward to OpenBao's API for the raft snapshot.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use age::secrecy::SecretString;
 use base64::Engine;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::ListParams;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::backup::create::{
     BackupSources, ClusterFacts, ReleaseSnapshot, SourceError, SourceStream,
@@ -27,11 +20,12 @@ use crate::backup::manifest::{OpenBaoStorage, ReleaseRecord};
 use crate::backup::openbao::{OpenBaoError, raft_snapshot};
 use crate::cluster::exec;
 use crate::cluster::portforward::PortForwardStream;
+use crate::cluster::stall::{DEFAULT_STALL_LIMIT, StallGuard};
 use crate::cluster::{ApiEndpoint, ClusterError};
-use crate::helm::release::{Release, ReleaseStore};
-use crate::probes;
+use crate::helm::release::Release;
+use crate::survey::{Failure, ServerAnswers, Survey};
 use crate::target::Target;
-use crate::topology::{self, BackendTarget, OpenbaoTarget, PodInfo, PostgresTarget};
+use crate::topology::{OpenbaoTarget, PostgresTarget};
 
 /// The Secret holding OpenBao's static unseal key.
 pub const UNSEAL_KEY_SECRET: &str = "openbao-unseal-key";
@@ -42,30 +36,17 @@ const DEFAULT_OPENBAO_DATA: &str = "/openbao/data";
 pub struct ClusterSources<'t> {
     target: &'t Target,
     api: ApiEndpoint,
-    store: ReleaseStore,
-    releases: Option<BTreeMap<String, Release>>,
-    pods: Option<Vec<PodInfo>>,
-    postgres: Option<PostgresTarget>,
-    openbao: Option<OpenbaoTarget>,
+    survey: &'t Survey,
+    answers: &'t ServerAnswers,
 }
 
 impl<'t> ClusterSources<'t> {
-    pub fn new(target: &'t Target) -> Self {
-        let api = target.api();
-        let store = ReleaseStore::new(
-            target.client.clone(),
-            api.clone(),
-            target.namespace.clone(),
-            target.settings.driver,
-        );
+    pub fn new(target: &'t Target, survey: &'t Survey, answers: &'t ServerAnswers) -> Self {
         ClusterSources {
             target,
-            api,
-            store,
-            releases: None,
-            pods: None,
-            postgres: None,
-            openbao: None,
+            api: target.api(),
+            survey,
+            answers,
         }
     }
 
@@ -73,182 +54,62 @@ impl<'t> ClusterSources<'t> {
         &self.target.namespace
     }
 
-    fn names(&self) -> [&str; 3] {
-        let r = &self.target.settings.releases;
-        [&r.platform, &r.data, &r.services]
-    }
-
     /// The latest revision of each Kleidia release that exists.
-    async fn releases_map(&mut self) -> Result<&BTreeMap<String, Release>, SourceError> {
-        if self.releases.is_none() {
-            let mut map = BTreeMap::new();
-            let names: Vec<String> = self.names().iter().map(|s| s.to_string()).collect();
-            for name in names {
-                let latest = self
-                    .store
-                    .latest(&name)
-                    .await
-                    .map_err(|e| SourceError::new(e.to_string()))?;
-                if let Some(r) = latest {
-                    map.insert(name, r);
-                }
-            }
-            if map.is_empty() {
-                return Err(SourceError::new(format!(
-                    "namespace {} has no Kleidia releases (looked for {}); pass the namespace with -n/--namespace or other release names with --platform-release/--data-release/--services-release",
-                    self.ns(),
-                    self.names().join(", ")
-                )));
-            }
-            self.releases = Some(map);
-        }
-        Ok(self.releases.as_ref().expect("just filled"))
+    fn releases_map(&self) -> BTreeMap<String, Release> {
+        self.survey
+            .releases()
+            .iter()
+            .filter_map(|r| {
+                r.latest
+                    .as_ref()
+                    .ok()
+                    .map(|rel| (r.name.clone(), rel.clone()))
+            })
+            .collect()
     }
 
-    async fn release(&mut self, name: &str) -> Result<Release, SourceError> {
+    fn release(&self, name: &str) -> Result<Release, SourceError> {
         let ns = self.ns().to_owned();
-        self.releases_map().await?.get(name).cloned().ok_or_else(|| {
+        self.releases_map().remove(name).ok_or_else(|| {
             SourceError::new(format!(
                 "release {name} not found in namespace {ns}; name the right one with --platform-release/--data-release"
             ))
         })
     }
 
-    async fn pods(&mut self) -> Result<Vec<PodInfo>, SourceError> {
-        if self.pods.is_none() {
-            let api: Api<Pod> = Api::namespaced(self.target.client.clone(), self.ns());
-            let list = api.list(&ListParams::default()).await.map_err(|e| {
-                cluster_error(ClusterError::from_kube(
-                    e,
-                    &self.api,
-                    &format!("list pods in namespace {}", self.ns()),
-                    "pods",
-                ))
-            })?;
-            self.pods = Some(list.items.iter().map(PodInfo::from_pod).collect());
-        }
-        Ok(self.pods.clone().unwrap_or_default())
+    fn postgres(&self) -> Result<PostgresTarget, SourceError> {
+        self.survey
+            .postgres
+            .clone()
+            .map_err(|e| SourceError::new(e.to_string()))
     }
 
-    /// A release, the objects its manifest renders and the namespace's
-    /// pods: what topology discovery works from.
-    async fn release_layout(
-        &mut self,
-        name: &str,
-    ) -> Result<(Release, Vec<topology::ManifestObject>, Vec<PodInfo>), SourceError> {
-        let release = self.release(name).await?;
-        let pods = self.pods().await?;
-        let objects = topology::parse_manifest(&release.name, &release.manifest)
-            .map_err(|e| SourceError::new(e.to_string()))?;
-        Ok((release, objects, pods))
-    }
-
-    async fn postgres(&mut self) -> Result<PostgresTarget, SourceError> {
-        if let Some(t) = &self.postgres {
-            return Ok(t.clone());
-        }
-        let name = self.target.settings.releases.data.clone();
-        let (release, objects, pods) = self.release_layout(&name).await?;
-        let t = topology::discover_postgres(
-            &release.name,
-            &objects,
-            &release.merged_values(),
-            &pods,
-            self.ns(),
-            &self.target.settings.pins.postgres,
-        )
-        .map_err(|e| SourceError::new(e.to_string()))?;
-        self.postgres = Some(t.clone());
-        Ok(t)
-    }
-
-    async fn openbao(&mut self) -> Result<OpenbaoTarget, SourceError> {
-        if let Some(t) = &self.openbao {
-            return Ok(t.clone());
-        }
-        let name = self.target.settings.releases.platform.clone();
-        let (release, objects, pods) = self.release_layout(&name).await?;
-        let t = topology::discover_openbao(
-            &release.name,
-            &objects,
-            &pods,
-            self.ns(),
-            &self.target.settings.pins.openbao,
-        )
-        .map_err(|e| SourceError::new(e.to_string()))?;
-        self.openbao = Some(t.clone());
-        Ok(t)
-    }
-
-    /// The backend's Service, from the services release (for its version).
-    async fn backend_target(&mut self) -> Result<BackendTarget, String> {
-        let name = self.target.settings.releases.services.clone();
-        let release = self.release(&name).await.map_err(|e| e.to_string())?;
-        topology::parse_manifest(&release.name, &release.manifest)
-            .and_then(|objs| {
-                topology::discover_backend(&release.name, &objs, &self.target.settings.pins.backend)
-            })
-            .map_err(|e| e.to_string())
-    }
-
-    /// `GET /v1/sys/seal-status` over a port-forward (no token needed); its
-    /// `storage_type` names the backend.
-    async fn storage_from_api(&mut self) -> Result<Option<OpenBaoStorage>, SourceError> {
-        let bao = self.openbao().await?;
-        let mut conn = PortForwardStream::open(
-            &self.target.client,
-            &self.api,
-            self.ns(),
-            &bao.pod,
-            bao.port,
-        )
-        .await
-        .map_err(cluster_error)?;
-        let request = "GET /v1/sys/seal-status HTTP/1.0\r\nHost: localhost\r\n\r\n";
-        let io = |e: std::io::Error| {
-            SourceError::new(format!(
-                "asking OpenBao in pod {}/{} for its seal status failed: {e}",
-                self.target.namespace, bao.pod
-            ))
-        };
-        conn.write_all(request.as_bytes()).await.map_err(io)?;
-        let mut answer = Vec::new();
-        (&mut conn)
-            .take(64 * 1024)
-            .read_to_end(&mut answer)
-            .await
-            .map_err(io)?;
-        let text = String::from_utf8_lossy(&answer);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        let status: serde_json::Value = match serde_json::from_str(body) {
-            Ok(v) => v,
-            Err(_) => return Ok(None),
-        };
-        Ok(storage_of(status["storage_type"].as_str().unwrap_or("")))
+    fn openbao(&self) -> Result<OpenbaoTarget, SourceError> {
+        self.survey
+            .openbao
+            .clone()
+            .map_err(|e| SourceError::new(e.to_string()))
     }
 
     /// `storage "raft"` / `storage "file"` in the platform release's
     /// rendered configuration, with the data path.
-    async fn storage_from_manifest(
-        &mut self,
-    ) -> Result<Option<(OpenBaoStorage, String)>, SourceError> {
+    fn storage_from_manifest(&self) -> Result<Option<(OpenBaoStorage, String)>, SourceError> {
         let name = self.target.settings.releases.platform.clone();
-        let release = self.release(&name).await?;
+        let release = self.release(&name)?;
         Ok(storage_in_config(&release.manifest))
     }
 }
 
-/// How long one version probe may take while a backup starts.
-const PROBE_LIMIT: Duration = Duration::from_secs(30);
-
-/// A probe's answer, or why there is none within `limit`.
-async fn within(
-    limit: Duration,
-    probe: impl Future<Output = Result<Option<String>, String>>,
+/// A server's version as the survey's probes got it.
+fn answered<T>(
+    answer: &Option<Result<T, Failure>>,
+    version: impl FnOnce(&T) -> Option<String>,
 ) -> Result<Option<String>, String> {
-    tokio::time::timeout(limit, probe)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {limit:?}")))
+    match answer {
+        None => Err("it was not asked".to_owned()),
+        Some(Ok(v)) => Ok(version(v)),
+        Some(Err(f)) => Err(f.to_string()),
+    }
 }
 
 /// Suffix of a manifest version that comes from a chart, not a server.
@@ -315,57 +176,6 @@ fn bao_error(e: OpenBaoError) -> SourceError {
     SourceError::new(e.to_string())
 }
 
-/// How long a stream may deliver nothing before the backup gives up, unless
-/// `--request-timeout` says otherwise: a cut connection that the network
-/// never reports must not hang the backup.
-pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(120);
-
-/// A reader that fails once no byte arrived for `limit`.
-struct StallGuard<R> {
-    inner: R,
-    limit: Duration,
-    what: String,
-    timer: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl<R> StallGuard<R> {
-    fn new(inner: R, limit: Duration, what: String) -> Self {
-        StallGuard {
-            inner,
-            limit,
-            what,
-            timer: Box::pin(tokio::time::sleep(limit)),
-        }
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for StallGuard<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                let deadline = tokio::time::Instant::now() + this.limit;
-                this.timer.as_mut().reset(deadline);
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "{} delivered nothing for {:?}; the connection through the API server is probably cut (raise --request-timeout if the source is just slow)",
-                        this.what, this.limit
-                    ),
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-}
-
 impl ClusterSources<'_> {
     fn stall_limit(&self) -> Duration {
         match self.target.settings.request_timeout {
@@ -425,56 +235,35 @@ impl BackupSources for ClusterSources<'_> {
     fn facts(&mut self) -> BoxFuture<'_, Result<ClusterFacts, SourceError>> {
         async move {
             let r = self.target.settings.releases.clone();
-            let map = self.releases_map().await?.clone();
+            let map = self.releases_map();
             let chart_app = |name: &str| {
                 map.get(name)
                     .and_then(|rel| rel.chart_metadata())
                     .map(|m| m.app_version.clone())
                     .filter(|v| !v.is_empty())
             };
-            // The servers' own answers, through the probes `versions` uses;
-            // targets are found first (cached for the backup itself).
-            let pg = self.postgres().await;
-            let bao = self.openbao().await;
-            let backend = self.backend_target().await;
-            let client = &self.target.client;
-            let api = &self.api;
-            let ns = self.target.namespace.as_str();
-            let probe_limit = self.stall_limit().min(PROBE_LIMIT);
-            let (pg_v, bao_v, be_v, k8s_v) = tokio::join!(
-                within(probe_limit, async {
-                    let t = pg.map_err(|e| e.to_string())?;
-                    probes::postgres::version(client, api, ns, &t)
-                        .await
-                        .map(|v| Some(v.version))
-                        .map_err(|e| e.to_string())
-                }),
-                within(probe_limit, async {
-                    let t = bao.map_err(|e| e.to_string())?;
-                    probes::openbao::status(client, api, ns, &t)
-                        .await
-                        .map(|s| Some(s.version).filter(|v| !v.is_empty()))
-                        .map_err(|e| e.to_string())
-                }),
-                within(probe_limit, async {
-                    probes::backend::health(client, api, ns, &backend?)
-                        .await
-                        .map(|h| h.version)
-                        .map_err(|e| e.to_string())
-                }),
-                within(probe_limit, async {
-                    probes::kubernetes::server_version(client, api)
-                        .await
-                        .map(Some)
-                        .map_err(|e| e.to_string())
-                }),
-            );
+            // The servers' own answers, from the probes `versions` uses.
+            let a = self.answers;
             let mut versions = BTreeMap::new();
             let mut warnings = Vec::new();
             for (key, release, answer) in [
-                ("postgres", &r.data, pg_v),
-                ("openbao", &r.platform, bao_v),
-                ("backend", &r.services, be_v),
+                (
+                    "postgres",
+                    &r.data,
+                    answered(&a.postgres, |v| Some(v.version.clone())),
+                ),
+                (
+                    "openbao",
+                    &r.platform,
+                    answered(&a.openbao, |s| {
+                        Some(s.version.clone()).filter(|v| !v.is_empty())
+                    }),
+                ),
+                (
+                    "backend",
+                    &r.services,
+                    answered(&a.backend, |h| h.version.clone()),
+                ),
             ] {
                 let (version, warning) = server_or_chart_version(key, answer, chart_app(release));
                 if let Some(v) = version {
@@ -482,7 +271,7 @@ impl BackupSources for ClusterSources<'_> {
                 }
                 warnings.extend(warning);
             }
-            match k8s_v {
+            match answered(&a.kubernetes, |v| Some(v.clone())) {
                 Ok(Some(v)) => {
                     versions.insert("kubernetes".to_owned(), v);
                 }
@@ -503,7 +292,7 @@ impl BackupSources for ClusterSources<'_> {
 
     fn postgres_dump(&mut self) -> BoxFuture<'_, Result<SourceStream, SourceError>> {
         async move {
-            let pg = self.postgres().await?;
+            let pg = self.postgres()?;
             exec_stream(
                 self,
                 &pg.pod,
@@ -519,12 +308,15 @@ impl BackupSources for ClusterSources<'_> {
     fn openbao_storage(&mut self) -> BoxFuture<'_, Result<OpenBaoStorage, SourceError>> {
         async move {
             // What the server runs wins over what the chart's config says.
-            let why = match self.storage_from_api().await {
-                Ok(Some(s)) => return Ok(s),
-                Ok(None) => "its seal status names no storage type".to_owned(),
-                Err(e) => format!("asking its seal status failed: {e}"),
+            let why = match &self.answers.openbao {
+                Some(Ok(st)) => match st.storage_type.as_deref().and_then(storage_of) {
+                    Some(kind) => return Ok(kind),
+                    None => "its seal status names no storage type".to_owned(),
+                },
+                Some(Err(f)) => format!("asking its seal status failed: {f}"),
+                None => "it was not asked".to_owned(),
             };
-            match self.storage_from_manifest().await? {
+            match self.storage_from_manifest()? {
                 Some((s, _)) => Ok(s),
                 None => Err(SourceError::new(format!(
                     "cannot tell OpenBao's storage type: {why}, and the {} release's configuration has no storage block; check that OpenBao is running and unsealed (`kubectl kleidia versions`)",
@@ -540,7 +332,7 @@ impl BackupSources for ClusterSources<'_> {
         token: &'a SecretString,
     ) -> BoxFuture<'a, Result<SourceStream, SourceError>> {
         async move {
-            let bao = self.openbao().await?;
+            let bao = self.openbao()?;
             let conn = PortForwardStream::open(
                 &self.target.client,
                 &self.api,
@@ -565,10 +357,9 @@ impl BackupSources for ClusterSources<'_> {
 
     fn openbao_data_archive(&mut self) -> BoxFuture<'_, Result<SourceStream, SourceError>> {
         async move {
-            let bao = self.openbao().await?;
+            let bao = self.openbao()?;
             let path = self
-                .storage_from_manifest()
-                .await?
+                .storage_from_manifest()?
                 .map(|(_, p)| p)
                 .unwrap_or_else(|| DEFAULT_OPENBAO_DATA.to_owned());
             exec_stream(
@@ -635,7 +426,7 @@ impl BackupSources for ClusterSources<'_> {
 
     fn releases(&mut self) -> BoxFuture<'_, Result<Vec<ReleaseSnapshot>, SourceError>> {
         async move {
-            let map = self.releases_map().await?.clone();
+            let map = self.releases_map();
             let mut out = Vec::new();
             for r in map.values() {
                 let meta = r.chart_metadata().cloned().unwrap_or_default();

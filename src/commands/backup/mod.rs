@@ -1,4 +1,6 @@
-//! The `backup` command line: clap arguments the CLI embeds, and the runners.
+//! `backup`: its flags, the runners of its four subcommands, and their
+//! tables. The bundle work itself is the `backup` library below the
+//! commands; [`sources`] connects it to the live cluster.
 //!
 //! ```text
 //! backup [create] [--dir DIR] [--components data,platform,values]
@@ -10,28 +12,39 @@
 //! backup prune  [--dir DIR] (--keep N | --max-age DUR) [--dry-run]
 //! ```
 //!
-//! `list`, `verify` and `prune` are local ([`run_local`]); `create` needs the
-//! cluster's [`BackupSources`] ([`run_create`]).
+//! `list`, `verify` and `prune` are local ([`run_local`]) and never read
+//! the kubeconfig; `create` needs the cluster's [`BackupSources`]
+//! ([`run_create`]).
+
+pub mod sources;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::Cell;
 use serde::Serialize;
 
-use super::create::{
-    BackupSources, CreateError, CreateOptions, CreatedBundle, TokenSource, create_bundle,
+pub use crate::backup::BackupError;
+use crate::backup::create::{
+    BackupSources, CreateOptions, CreatedBundle, TokenSource, create_bundle,
 };
-use super::crypto::{CryptoError, Decryption, Encryption};
-use super::list::{BundleState, BundleSummary, ListError, list_bundles};
-use super::manifest::Component;
-use super::prune::{PruneError, PruneReport, PruneRule, parse_duration, prune};
-use super::verify::{
-    RestoreOutcome, Status, VerifyError, VerifyOptions, VerifyReport, read_manifest, verify_bundle,
+use crate::backup::crypto::{Decryption, Encryption};
+use crate::backup::list::{BundleState, BundleSummary, list_bundles};
+use crate::backup::manifest::Component;
+use crate::backup::prune::{PruneReport, PruneRule, prune};
+use crate::backup::verify::{
+    RestoreOutcome, Status, VerifyOptions, VerifyReport, read_manifest, verify_bundle,
 };
+use crate::error::Error;
+pub use crate::report::OutputFormat;
+use crate::report::{Mark, Messages, Painter, human_size};
+use crate::survey::{Survey, SurveyOptions, Which};
+use crate::target::Session;
+use sources::ClusterSources;
 
 /// Default folder of bundles.
 pub const DEFAULT_DIR: &str = "./backups";
@@ -97,6 +110,16 @@ pub struct CreateArgs {
     /// Include OpenBao's unseal key Secret (only in an encrypted bundle).
     #[arg(long)]
     pub include_unseal_key: bool,
+    /// Time limit for finding the deployment and asking its servers for
+    /// their versions (the transfers themselves stop only when a stream
+    /// stalls), e.g. `60s`.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::duration::positive_arg)]
+    pub timeout: Duration,
+}
+
+fn max_age_arg(s: &str) -> Result<chrono::TimeDelta, String> {
+    let d = crate::duration::positive_arg(s)?;
+    chrono::TimeDelta::from_std(d).map_err(|e| e.to_string())
 }
 
 fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
@@ -143,44 +166,11 @@ pub struct PruneArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep: Option<u32>,
     /// Remove complete bundles older than this (30d, 12h, 2w, 1d12h).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = max_age_arg)]
     pub max_age: Option<chrono::TimeDelta>,
     /// Only show what would be removed.
     #[arg(long)]
     pub dry_run: bool,
-}
-
-/// How results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutputFormat {
-    /// Tables and lines for people.
-    #[default]
-    Human,
-    Json,
-    Yaml,
-}
-
-/// Errors of the backup commands.
-#[derive(Debug, thiserror::Error)]
-pub enum BackupCommandError {
-    #[error(transparent)]
-    Create(#[from] CreateError),
-    #[error(transparent)]
-    Crypto(#[from] CryptoError),
-    #[error(transparent)]
-    List(#[from] ListError),
-    #[error(transparent)]
-    Verify(#[from] VerifyError),
-    #[error(transparent)]
-    Prune(#[from] PruneError),
-    #[error("'backup create' needs a cluster; it is run through the plugin's cluster connection")]
-    NeedsCluster,
-    #[error(
-        "interrupted (Ctrl-C); {stopped} throwaway PostgreSQL server(s) of the restore test were stopped and removed"
-    )]
-    Interrupted { stopped: usize },
-    #[error("cannot print the result: {0}")]
-    Output(String),
 }
 
 /// What a command reports: exit code 0 when `ok`, 1 otherwise (a failed
@@ -219,22 +209,34 @@ pub async fn run_local(
     command: &BackupCommand,
     format: OutputFormat,
     out: &mut dyn Write,
-) -> Result<Outcome, BackupCommandError> {
+) -> Result<Outcome, BackupError> {
+    run_local_with(command, format, Painter::default(), out).await
+}
+
+/// [`run_local`] with tables drawn by `painter`.
+pub async fn run_local_with(
+    command: &BackupCommand,
+    format: OutputFormat,
+    painter: Painter,
+    out: &mut dyn Write,
+) -> Result<Outcome, BackupError> {
     match command {
         BackupCommand::Verify(a) => {
             let args = a.clone();
             let work = tokio::task::spawn_blocking(move || verify_local(&args));
             let report = tokio::select! {
-                r = work => r.map_err(|e| BackupCommandError::Output(e.to_string()))??,
+                r = work => r.map_err(|e| BackupError::Output(e.to_string()))??,
                 _ = interrupted() => {
-                    let stopped = super::local_postgres::stop_all_throwaway_servers();
-                    return Err(BackupCommandError::Interrupted { stopped });
+                    let stopped = crate::backup::local_postgres::stop_all_throwaway_servers();
+                    return Err(BackupError::Interrupted { stopped });
                 }
             };
-            emit(out, format, &report, |out| render_verify(out, &report))?;
+            emit(out, format, &report, |out| {
+                render_verify(out, &report, painter)
+            })?;
             Ok(Outcome::of_verify(&report, a))
         }
-        other => run_local_blocking(other, format, out),
+        other => run_local_blocking_with(other, format, painter, out),
     }
 }
 
@@ -244,7 +246,7 @@ async fn interrupted() {
     }
 }
 
-fn verify_local(a: &VerifyArgs) -> Result<VerifyReport, BackupCommandError> {
+fn verify_local(a: &VerifyArgs) -> Result<VerifyReport, BackupError> {
     let decryption = Decryption::from_options(a.identity.as_deref(), a.passphrase_env.as_deref())?;
     Ok(verify_bundle(
         &a.bundle,
@@ -261,17 +263,30 @@ pub fn run_local_blocking(
     command: &BackupCommand,
     format: OutputFormat,
     out: &mut dyn Write,
-) -> Result<Outcome, BackupCommandError> {
+) -> Result<Outcome, BackupError> {
+    run_local_blocking_with(command, format, Painter::default(), out)
+}
+
+fn run_local_blocking_with(
+    command: &BackupCommand,
+    format: OutputFormat,
+    painter: Painter,
+    out: &mut dyn Write,
+) -> Result<Outcome, BackupError> {
     match command {
-        BackupCommand::Create(_) => Err(BackupCommandError::NeedsCluster),
+        BackupCommand::Create(_) => Err(BackupError::NeedsCluster),
         BackupCommand::List(a) => {
             let bundles = list_bundles(&a.dir, Utc::now())?;
-            emit(out, format, &bundles, |out| render_list(out, &bundles))?;
+            emit(out, format, &bundles, |out| {
+                render_list(out, &bundles, painter)
+            })?;
             Ok(Outcome::success())
         }
         BackupCommand::Verify(a) => {
             let report = verify_local(a)?;
-            emit(out, format, &report, |out| render_verify(out, &report))?;
+            emit(out, format, &report, |out| {
+                render_verify(out, &report, painter)
+            })?;
             Ok(Outcome::of_verify(&report, a))
         }
         BackupCommand::Prune(a) => {
@@ -280,17 +295,16 @@ pub fn run_local_blocking(
                 max_age: a.max_age,
             };
             let report = prune(&a.dir, rule, Utc::now(), a.dry_run)?;
-            emit(out, format, &report, |out| render_prune(out, &report))?;
+            emit(out, format, &report, |out| {
+                render_prune(out, &report, painter)
+            })?;
             Ok(Outcome::success())
         }
     }
 }
 
 /// Turns `create` arguments into options for `namespace`.
-pub fn create_options(
-    args: &CreateArgs,
-    namespace: &str,
-) -> Result<CreateOptions, BackupCommandError> {
+pub fn create_options(args: &CreateArgs, namespace: &str) -> Result<CreateOptions, BackupError> {
     let mut opts = CreateOptions::new(&args.dir, namespace);
     opts.components = args.components.clone();
     opts.encryption = Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())?;
@@ -316,7 +330,7 @@ pub async fn run_create(
     format: OutputFormat,
     invocation: &str,
     out: &mut dyn Write,
-) -> Result<Outcome, BackupCommandError> {
+) -> Result<Outcome, BackupError> {
     let opts = create_options(args, namespace)?;
     let interrupt = async {
         match tokio::signal::ctrl_c().await {
@@ -463,43 +477,20 @@ fn emit<T: Serialize>(
     out: &mut dyn Write,
     format: OutputFormat,
     value: &T,
-    human: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> Result<(), BackupCommandError> {
+    table: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), BackupError> {
     let result = match format {
-        OutputFormat::Human => human(out),
-        OutputFormat::Json => serde_json::to_writer_pretty(&mut *out, value)
-            .map_err(io::Error::other)
-            .and_then(|_| writeln!(out)),
-        OutputFormat::Yaml => serde_yaml_ng::to_string(value)
-            .map_err(io::Error::other)
-            .and_then(|s| out.write_all(s.as_bytes())),
+        OutputFormat::Table => table(out),
+        machine => crate::report::write_machine(machine, value, out),
     };
-    result.map_err(|e| BackupCommandError::Output(e.to_string()))
+    result.map_err(|e| BackupError::Output(e.to_string()))
 }
 
-/// Bytes for people (KiB, MiB, ...).
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-fn render_list(out: &mut dyn Write, bundles: &[BundleSummary]) -> io::Result<()> {
+fn render_list(out: &mut dyn Write, bundles: &[BundleSummary], p: Painter) -> io::Result<()> {
     if bundles.is_empty() {
         return writeln!(out, "no bundles");
     }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header([
+    let mut table = p.table(&[
         "BUNDLE",
         "TIME (UTC)",
         "SIZE",
@@ -510,17 +501,17 @@ fn render_list(out: &mut dyn Write, bundles: &[BundleSummary]) -> io::Result<()>
     for b in bundles {
         let versions = versions_cell(&b.versions, &b.charts);
         let state = match (b.state, b.stale) {
-            (BundleState::Complete, _) => "complete".to_owned(),
-            (BundleState::Incomplete, _) => "INCOMPLETE".to_owned(),
-            (BundleState::Partial, true) => "partial (stale leftover)".to_owned(),
-            (BundleState::Partial, false) => "partial (in progress?)".to_owned(),
+            (BundleState::Complete, _) => p.marked("complete", Mark::Ok),
+            (BundleState::Incomplete, _) => p.marked("INCOMPLETE", Mark::Bad),
+            (BundleState::Partial, true) => p.marked("partial (stale leftover)", Mark::Warn),
+            (BundleState::Partial, false) => p.marked("partial (in progress?)", Mark::Warn),
         };
-        table.add_row([
-            b.name.clone(),
-            b.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-            human_size(b.size),
-            versions,
-            if b.encrypted { "yes" } else { "no" }.to_owned(),
+        table.add_row(vec![
+            Cell::new(&b.name),
+            Cell::new(b.time.format("%Y-%m-%d %H:%M:%S").to_string()),
+            Cell::new(human_size(b.size)),
+            Cell::new(versions),
+            Cell::new(if b.encrypted { "yes" } else { "no" }),
             state,
         ]);
     }
@@ -554,10 +545,15 @@ fn versions_cell(servers: &BTreeMap<String, String>, charts: &BTreeMap<String, S
     lines.join("\n")
 }
 
-fn render_verify(out: &mut dyn Write, r: &VerifyReport) -> io::Result<()> {
-    writeln!(out, "bundle {}", r.bundle.display())?;
+fn render_verify(out: &mut dyn Write, r: &VerifyReport, p: Painter) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}",
+        p.title(&format!("bundle {}", r.bundle.display()))
+    )?;
+    let mut files = p.table(&["", "FILE", "CHECKS"]);
     for f in &r.files {
-        let mark = if f.ok() { "ok  " } else { "FAIL" };
+        let mark = if f.ok() { Mark::Ok } else { Mark::Bad };
         let checks = f
             .checks
             .iter()
@@ -574,38 +570,48 @@ fn render_verify(out: &mut dyn Write, r: &VerifyReport) -> io::Result<()> {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        writeln!(out, "  {mark} {}: {checks}", f.path)?;
+        files.add_row(vec![p.mark(mark), Cell::new(&f.path), Cell::new(checks)]);
     }
-    for p in &r.problems {
-        writeln!(out, "  FAIL {p}")?;
+    for pr in &r.problems {
+        files.add_row(vec![p.mark(Mark::Bad), Cell::new(pr), Cell::new("")]);
     }
+    writeln!(out, "{files}")?;
     for n in &r.notes {
-        writeln!(out, "  note: {n}")?;
+        writeln!(out, "note: {n}")?;
     }
     match &r.restore_test {
         None => {}
-        Some(RestoreOutcome::Failed { error }) => writeln!(out, "restore test FAILED: {error}")?,
+        Some(RestoreOutcome::Failed { error }) => writeln!(
+            out,
+            "{} {error}",
+            p.paint("restore test FAILED:", Mark::Bad)
+        )?,
         Some(RestoreOutcome::Ok(rep)) => {
             writeln!(
                 out,
-                "restore test into local PostgreSQL {}: {} unexpected errors ({} expected)",
-                rep.postgres_version, rep.errors, rep.expected_errors
+                "\n{}",
+                p.title(&format!(
+                    "restore test into local PostgreSQL {}: {} unexpected errors ({} expected)",
+                    rep.postgres_version, rep.errors, rep.expected_errors
+                ))
             )?;
             for e in &rep.error_samples {
                 writeln!(out, "  {e}")?;
             }
-            let mut table = Table::new();
-            table.load_preset(UTF8_FULL_CONDENSED);
-            table.set_header(["DATABASE", "TABLE", "ROWS"]);
+            let mut table = p.table(&["DATABASE", "TABLE", "ROWS"]);
             for db in &rep.databases {
                 if db.tables.is_empty() {
-                    table.add_row([db.name.clone(), "(no tables)".to_owned(), String::new()]);
+                    table.add_row(vec![
+                        Cell::new(&db.name),
+                        Cell::new("(no tables)"),
+                        Cell::new(""),
+                    ]);
                 }
                 for t in &db.tables {
-                    table.add_row([
-                        db.name.clone(),
-                        format!("{}.{}", t.schema, t.table),
-                        t.rows.to_string(),
+                    table.add_row(vec![
+                        Cell::new(&db.name),
+                        Cell::new(format!("{}.{}", t.schema, t.table)),
+                        Cell::new(t.rows),
                     ]);
                 }
             }
@@ -615,11 +621,15 @@ fn render_verify(out: &mut dyn Write, r: &VerifyReport) -> io::Result<()> {
     writeln!(
         out,
         "{}",
-        if r.ok { "verify: OK" } else { "verify: FAILED" }
+        if r.ok {
+            p.paint("verify: OK", Mark::Ok)
+        } else {
+            p.paint("verify: FAILED", Mark::Bad)
+        }
     )
 }
 
-fn render_prune(out: &mut dyn Write, r: &PruneReport) -> io::Result<()> {
+fn render_prune(out: &mut dyn Write, r: &PruneReport, _p: Painter) -> io::Result<()> {
     let verb = if r.dry_run { "would remove" } else { "removed" };
     for b in &r.removed {
         writeln!(out, "{verb} {} ({})", b.name, human_size(b.size))?;
@@ -670,6 +680,57 @@ fn render_created(out: &mut dyn Write, c: &CreatedBundle, invocation: &str) -> i
         "check it with: {invocation} backup verify {} --restore-test{key}",
         c.path.display()
     )
+}
+
+/// `backup` as the plugin runs it: `create` against the cluster, the
+/// others on local files only.
+pub async fn run(session: &Session, args: &BackupArgs) -> Result<u8, Error> {
+    let settings = &session.settings;
+    let painter = Painter {
+        color: settings.color,
+    };
+    let mut out = Vec::new();
+    let outcome = match args.action() {
+        BackupCommand::Create(create) => {
+            let target = session.connect().await?;
+            let opts = SurveyOptions::within(create.timeout);
+            let survey = Survey::gather(&target, opts).await?;
+            let wants = |c: Component| create.components.contains(&c);
+            let which = Which {
+                kubernetes: true,
+                helm: false,
+                postgres: wants(Component::Data),
+                openbao: wants(Component::Platform),
+                backend: true,
+            };
+            let answers = survey.ask_servers(&target, which, &opts).await;
+            let mut sources = ClusterSources::new(&target, &survey, &answers);
+            run_create(
+                &create,
+                &target.namespace,
+                &mut sources,
+                settings.output,
+                settings.flavor.invocation(),
+                &mut out,
+            )
+            .await?
+        }
+        other => run_local_with(&other, settings.output, painter, &mut out).await?,
+    };
+    crate::report::write_stdout(&out)?;
+    Ok(finish(&outcome, &settings.messages))
+}
+
+/// Prints an outcome's warnings and failure on stderr (the result itself is
+/// on stdout, in the format asked for) and gives the exit code.
+fn finish(outcome: &Outcome, messages: &Messages) -> u8 {
+    for w in &outcome.warnings {
+        messages.warning(w);
+    }
+    if let Some(f) = &outcome.failure {
+        messages.error(f);
+    }
+    if outcome.ok { 0 } else { 1 }
 }
 
 #[cfg(test)]
