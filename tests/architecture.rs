@@ -133,10 +133,8 @@ fn layers_only_import_downwards() {
             );
             match (&own, first.as_str()) {
                 // A command may use the layers below, never a sibling.
-                (Some(me), "commands") => {
-                    if second.as_ref().is_some_and(|s| s != me) {
-                        violations.push(format!("{}: command imports {shown}", rel.display()));
-                    }
+                (Some(me), "commands") if second.as_ref().is_some_and(|s| s != me) => {
+                    violations.push(format!("{}: command imports {shown}", rel.display()));
                 }
                 (Some(_), "app" | "cli") => {
                     violations.push(format!("{}: command imports {shown}", rel.display()));

@@ -19,6 +19,7 @@ mod manifest;
 mod openbao;
 mod pods;
 mod postgres;
+pub mod quantity;
 mod selector;
 mod workloads;
 
@@ -28,7 +29,9 @@ mod tests;
 pub use backend::{BackendTarget, discover_backend};
 pub use manifest::{ManifestObject, parse_manifest};
 pub use openbao::{OpenbaoTarget, discover_openbao};
-pub use pods::{PodInfo, WorkloadPods, release_workloads, select_pods};
+pub use pods::{
+    ContainerState, Owner, PodInfo, Resources, WorkloadPods, release_workloads, select_pods,
+};
 pub use postgres::{PostgresTarget, discover_postgres};
 pub use selector::{Selector, SelectorExpression};
 pub use workloads::{

@@ -11,23 +11,121 @@ use super::manifest::ManifestObject;
 use super::selector::Selector;
 use super::workloads::{ContainerSpec, Workload, WorkloadKind, workloads};
 
+/// What discovery, checks and gates need from a pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-/// What discovery needs from a pod.
 pub struct PodInfo {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub ready: bool,
     pub phase: String,
     pub containers: Vec<String>,
+    /// The node it runs on.
+    pub node: Option<String>,
+    /// Its controller (`ReplicaSet x`, `StatefulSet y`).
+    pub owner: Option<Owner>,
+    /// Each container's state, as the kubelet reports it.
+    pub statuses: Vec<ContainerState>,
+    /// CPU (millicores) and memory (bytes) its containers request.
+    pub requests: Resources,
+    /// The images its containers run, by container.
+    pub images: BTreeMap<String, String>,
+}
+
+/// A pod's controlling owner reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    pub kind: String,
+    pub name: String,
+}
+
+/// One container's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerState {
+    pub name: String,
+    pub ready: bool,
+    pub restart_count: i32,
+    /// `CrashLoopBackOff`, `ImagePullBackOff`, `ErrImagePull`, ...
+    pub waiting_reason: Option<String>,
+    pub waiting_message: Option<String>,
+    /// When the previous run ended (RFC 3339), if it did.
+    pub last_finished_at: Option<String>,
+    pub last_reason: Option<String>,
+    pub last_exit_code: Option<i32>,
+}
+
+/// CPU in millicores and memory in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Resources {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+impl std::ops::Add for Resources {
+    type Output = Resources;
+    fn add(self, o: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_add(o.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_add(o.memory_bytes),
+        }
+    }
 }
 
 impl PodInfo {
+    /// The label StatefulSets and DaemonSets put on their pods.
+    pub fn revision(&self) -> Option<&str> {
+        self.labels
+            .get("controller-revision-hash")
+            .map(String::as_str)
+    }
+
     pub fn from_pod(p: &Pod) -> Self {
-        let ready = p
-            .status
-            .as_ref()
+        let status = p.status.as_ref();
+        let ready = status
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let spec = p.spec.as_ref();
+        let statuses = status
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| {
+                        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+                        let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+                        ContainerState {
+                            name: c.name.clone(),
+                            ready: c.ready,
+                            restart_count: c.restart_count,
+                            waiting_reason: waiting.and_then(|w| w.reason.clone()),
+                            waiting_message: waiting.and_then(|w| w.message.clone()),
+                            last_finished_at: last
+                                .and_then(|t| t.finished_at.as_ref())
+                                .map(|t| t.0.to_string()),
+                            last_reason: last.and_then(|t| t.reason.clone()),
+                            last_exit_code: last.map(|t| t.exit_code),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let requests = spec
+            .map(|s| {
+                s.containers
+                    .iter()
+                    .filter_map(|c| c.resources.as_ref()?.requests.as_ref())
+                    .map(|r| Resources {
+                        cpu_millis: r
+                            .get("cpu")
+                            .and_then(|q| super::quantity::cpu_millis(&q.0))
+                            .unwrap_or(0),
+                        memory_bytes: r
+                            .get("memory")
+                            .and_then(|q| super::quantity::bytes(&q.0))
+                            .unwrap_or(0),
+                    })
+                    .fold(Resources::default(), |a, b| a + b)
+            })
+            .unwrap_or_default();
         Self {
             name: p.metadata.name.clone().unwrap_or_default(),
             labels: p.metadata.labels.clone().unwrap_or_default(),
@@ -37,10 +135,29 @@ impl PodInfo {
                 .as_ref()
                 .and_then(|s| s.phase.clone())
                 .unwrap_or_default(),
-            containers: p
-                .spec
-                .as_ref()
+            containers: spec
                 .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+                .unwrap_or_default(),
+            node: spec.and_then(|s| s.node_name.clone()),
+            owner: p
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| Owner {
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                }),
+            statuses,
+            requests,
+            images: spec
+                .map(|s| {
+                    s.containers
+                        .iter()
+                        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }

@@ -25,6 +25,7 @@ fn pod(name: &str, labels: &[(&str, &str)], ready: bool) -> PodInfo {
         ready,
         phase: "Running".into(),
         containers: vec![],
+        ..Default::default()
     }
 }
 

@@ -695,13 +695,10 @@ pub async fn run(session: &Session, args: &BackupArgs) -> Result<u8, Error> {
             let target = session.connect().await?;
             let opts = SurveyOptions::within(create.timeout);
             let survey = Survey::gather(&target, opts).await?;
-            let wants = |c: Component| create.components.contains(&c);
+            // The manifest records what every server says it runs.
             let which = Which {
-                kubernetes: true,
                 helm: false,
-                postgres: wants(Component::Data),
-                openbao: wants(Component::Platform),
-                backend: true,
+                ..Which::ALL
             };
             let answers = survey.ask_servers(&target, which, &opts).await;
             let mut sources = ClusterSources::new(&target, &survey, &answers);
