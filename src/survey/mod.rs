@@ -11,8 +11,10 @@
 //! refused credentials) or a namespace with none of the releases ends the
 //! survey with an error.
 
+mod live;
 mod servers;
 
+pub use live::Live;
 pub use servers::{Failure, ServerAnswers, Which};
 
 use std::sync::Arc;
@@ -41,7 +43,7 @@ pub enum SurveyError {
     #[error(transparent)]
     Release(Arc<ReleaseError>),
     #[error(transparent)]
-    Pods(Arc<ClusterError>),
+    Cluster(Arc<ClusterError>),
     #[error(transparent)]
     Topology(#[from] TopologyError),
 }
@@ -76,6 +78,8 @@ pub enum SurveyFailure {
 pub struct SurveyOptions {
     /// Every revision of each release, not only the latest.
     pub history: bool,
+    /// The live workload objects and claims too (for checks and gates).
+    pub live: bool,
     /// When everything must have answered.
     pub deadline: Instant,
     /// The time limit the deadline was set from, for messages.
@@ -86,6 +90,7 @@ impl SurveyOptions {
     pub fn within(limit: Duration) -> Self {
         SurveyOptions {
             history: false,
+            live: false,
             deadline: Instant::now() + limit,
             limit,
         }
@@ -128,6 +133,9 @@ pub struct Survey {
     pub postgres: Result<PostgresTarget, SurveyError>,
     pub openbao: Result<OpenbaoTarget, SurveyError>,
     pub backend: Result<BackendTarget, SurveyError>,
+    /// Deployments, StatefulSets and claims as the API server has them now
+    /// (only when asked for).
+    pub live: Option<Result<Live, SurveyError>>,
     /// How long the survey took (for `--debug` and phase timings).
     pub took: Duration,
 }
@@ -183,7 +191,7 @@ impl Survey {
                 Ok(Ok(list)) => Ok(Arc::new(
                     list.items.iter().map(PodInfo::from_pod).collect::<Vec<_>>(),
                 )),
-                Ok(Err(e)) => Err(SurveyError::Pods(Arc::new(ClusterError::from_kube(
+                Ok(Err(e)) => Err(SurveyError::Cluster(Arc::new(ClusterError::from_kube(
                     e,
                     &target.api(),
                     &format!("list pods in namespace {ns}"),
@@ -199,7 +207,14 @@ impl Survey {
             opts.deadline,
             read_releases(&store, &wanted, opts.history, opts.deadline, limit),
         );
-        let (records, pods) = tokio::join!(records, pods);
+        let live = async {
+            if opts.live {
+                Some(Live::gather(target, opts.deadline, limit).await)
+            } else {
+                None
+            }
+        };
+        let (records, pods, live) = tokio::join!(records, pods, live);
         let records = match records {
             Ok(r) => r?,
             Err(_) => {
@@ -243,6 +258,7 @@ impl Survey {
                 after: Duration::ZERO,
             }),
             pods,
+            live,
             took: Duration::ZERO,
         };
         let pins = &target.settings.pins;
