@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod backup;
+pub mod checks;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

@@ -17,6 +17,9 @@
 //! The `backup` command (flags, runners, tables) is `commands::backup`; the
 //! cluster side of [`create::BackupSources`] lives there too.
 
+/// Default folder of bundles.
+pub const DEFAULT_DIR: &str = "./backups";
+
 pub mod bundle;
 pub mod create;
 pub mod crypto;

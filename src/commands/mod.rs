@@ -7,6 +7,7 @@
 //! arm in [`run`].
 
 pub mod backup;
+pub mod preflight;
 pub mod versions;
 
 use clap::{Args, Subcommand};
@@ -18,7 +19,7 @@ use crate::target::Session;
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check that the deployment is healthy and ready to be upgraded.
-    Preflight(PassThroughArgs),
+    Preflight(preflight::Args),
     /// Back up PostgreSQL, OpenBao and the releases' values into one bundle.
     Backup(Box<backup::BackupArgs>),
     /// Upgrade platform, then data, then services, gated on health, with a
@@ -57,11 +58,10 @@ pub async fn run(command: &Command, session: &Session) -> Result<u8, Error> {
     match command {
         Command::Versions(args) => versions::run(session, args).await,
         Command::Backup(args) => backup::run(session, args).await,
-        Command::Preflight(_) | Command::Upgrade(_) | Command::Rollback(_) => {
-            Err(Error::NotImplemented {
-                invocation: session.settings.flavor.invocation(),
-                command: command.name(),
-            })
-        }
+        Command::Preflight(args) => preflight::run(session, args).await,
+        Command::Upgrade(_) | Command::Rollback(_) => Err(Error::NotImplemented {
+            invocation: session.settings.flavor.invocation(),
+            command: command.name(),
+        }),
     }
 }

@@ -46,8 +46,7 @@ use crate::survey::{Survey, SurveyOptions, Which};
 use crate::target::Session;
 use sources::ClusterSources;
 
-/// Default folder of bundles.
-pub const DEFAULT_DIR: &str = "./backups";
+pub use crate::backup::DEFAULT_DIR;
 
 /// `backup`: with no subcommand, `create`.
 #[derive(Debug, Clone, Args)]

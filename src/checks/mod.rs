@@ -1,0 +1,286 @@
+//! The pre-upgrade checks (`preflight`, and the first step of `upgrade`):
+//! each check has a verdict, a one-line detail with the values it compared
+//! and, unless it passed, a hint naming the command to run next. Checks run
+//! concurrently over one survey of the deployment.
+//!
+//! Each check lives in a file of this folder and returns [`Check`]s; this
+//! module runs them all and sums them up. The JSON shape is documented in
+//! docs/preflight.md.
+
+mod releases;
+mod servers;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::report::{Mark, Painter};
+use crate::survey::{ServerAnswers, Survey, SurveyFailure, SurveyOptions, Which};
+use crate::target::Target;
+
+/// A check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    fn mark(self) -> Mark {
+        match self {
+            Status::Pass => Mark::Ok,
+            Status::Warn => Mark::Warn,
+            Status::Fail => Mark::Bad,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Check {
+    /// Stable, dotted: `release.data`, `workloads.platform`, `helm`.
+    pub name: String,
+    pub status: Status,
+    /// What was compared, in one line.
+    pub detail: String,
+    /// What to run next (none when the check passed).
+    pub hint: Option<String>,
+}
+
+impl Check {
+    pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Check {
+            name: name.into(),
+            status: Status::Pass,
+            detail: detail.into(),
+            hint: None,
+        }
+    }
+
+    pub fn warn(
+        name: impl Into<String>,
+        detail: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Check {
+            name: name.into(),
+            status: Status::Warn,
+            detail: detail.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    pub fn fail(
+        name: impl Into<String>,
+        detail: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Check {
+            name: name.into(),
+            status: Status::Fail,
+            detail: detail.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+/// The whole result: `{"result": "pass|warn|fail", "checks": [...]}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub result: Status,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn new(checks: Vec<Check>) -> Self {
+        let result = checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Pass);
+        Report { result, checks }
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.checks.iter().filter(|c| c.status == status).count()
+    }
+
+    /// Exit code: 1 when a check failed, or warned with `strict`.
+    pub fn exit_code(&self, strict: bool) -> u8 {
+        match self.result {
+            Status::Fail => 1,
+            Status::Warn if strict => 1,
+            _ => 0,
+        }
+    }
+
+    /// The failing checks' names, for messages.
+    pub fn failed(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+}
+
+/// What the checks compare against.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The folder holding the three charts to upgrade to, as in the
+    /// runbook (`<dir>/kleidia-platform`, ...).
+    pub charts: Option<PathBuf>,
+    /// Values files on top of each release's current values.
+    pub values: Vec<PathBuf>,
+    /// `--set` overrides on top of those.
+    pub set: Vec<String>,
+    /// The newest bundle must be younger than this.
+    pub max_backup_age: Duration,
+    pub backup_dir: PathBuf,
+    /// For finding the deployment and asking its servers.
+    pub timeout: Duration,
+    /// How the operator calls the plugin, for hints.
+    pub invocation: &'static str,
+}
+
+/// Everything the checks look at, gathered once.
+pub struct Context<'a> {
+    pub target: &'a Target,
+    pub survey: &'a Survey,
+    pub answers: &'a ServerAnswers,
+    pub options: &'a Options,
+}
+
+impl Context<'_> {
+    /// `kubectl kleidia versions -n kleidia`-style command text.
+    pub fn command(&self, rest: &str) -> String {
+        format!(
+            "{} {rest} -n {}",
+            self.options.invocation, self.survey.namespace
+        )
+    }
+}
+
+/// Runs every check over one survey.
+pub async fn run(target: &Target, options: &Options) -> Result<Report, SurveyFailure> {
+    let mut opts = SurveyOptions::within(options.timeout);
+    opts.live = true;
+    let survey = Survey::gather(target, opts).await?;
+    let answers = survey.ask_servers(target, Which::ALL, &opts).await;
+    let cx = Context {
+        target,
+        survey: &survey,
+        answers: &answers,
+        options,
+    };
+    Ok(Report::new(run_checks(&cx).await))
+}
+
+/// The checks, concurrently, in a stable order.
+pub async fn run_checks(cx: &Context<'_>) -> Vec<Check> {
+    let (servers, releases) = tokio::join!(servers::checks(cx), releases::checks(cx),);
+    let mut all = Vec::new();
+    all.extend(servers);
+    all.extend(releases);
+    all
+}
+
+/// One aligned line per check, the hint under anything not passing, then a
+/// summary line.
+pub fn render(report: &Report, p: Painter, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut t = p.table(&["STATUS", "CHECK", "DETAIL"]);
+    for c in &report.checks {
+        t.add_row(vec![
+            p.marked(c.status.as_str().to_uppercase(), c.status.mark()),
+            comfy_table::Cell::new(&c.name),
+            comfy_table::Cell::new(&c.detail),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    let noteworthy: Vec<&Check> = report
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Pass && c.hint.is_some())
+        .collect();
+    if !noteworthy.is_empty() {
+        writeln!(out)?;
+        for c in noteworthy {
+            writeln!(
+                out,
+                "{} {}: {}",
+                p.paint(c.status.as_str().to_uppercase().as_str(), c.status.mark()),
+                c.name,
+                c.hint.as_deref().unwrap_or_default()
+            )?;
+        }
+    }
+    let summary = format!(
+        "preflight: {} ({} failed, {} warnings, {} passed)",
+        match report.result {
+            Status::Pass => "ready to upgrade",
+            Status::Warn => "ready to upgrade, with warnings",
+            Status::Fail => "NOT ready to upgrade",
+        },
+        report.count(Status::Fail),
+        report.count(Status::Warn),
+        report.count(Status::Pass)
+    );
+    writeln!(out, "\n{}", p.paint(&summary, report.result.mark()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_verdict_wins_and_strict_fails_on_warnings() {
+        let r = Report::new(vec![Check::pass("a", "x"), Check::warn("b", "y", "do z")]);
+        assert_eq!(r.result, Status::Warn);
+        assert_eq!(r.exit_code(false), 0);
+        assert_eq!(r.exit_code(true), 1);
+        let r = Report::new(vec![Check::fail("c", "d", "e"), Check::warn("b", "y", "z")]);
+        assert_eq!(r.result, Status::Fail);
+        assert_eq!(r.exit_code(false), 1);
+        assert_eq!(r.failed(), vec!["c"]);
+        assert_eq!(Report::new(vec![]).result, Status::Pass);
+    }
+
+    #[test]
+    fn json_shape_and_plain_table() {
+        let r = Report::new(vec![
+            Check::pass("helm", "v3.15.1 >= 3.8"),
+            Check::fail("release.data", "pending-upgrade at revision 3", "run x"),
+        ]);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["result"], "fail");
+        assert_eq!(v["checks"][1]["status"], "fail");
+        assert_eq!(v["checks"][1]["hint"], "run x");
+        assert_eq!(v["checks"][0]["hint"], serde_json::Value::Null);
+        for key in ["name", "status", "detail", "hint"] {
+            assert!(v["checks"][0].get(key).is_some(), "{key}");
+        }
+        let mut out = Vec::new();
+        render(&r, Painter { color: false }, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\x1b'));
+        assert!(
+            text.contains("FAIL") && text.contains("release.data: run x"),
+            "{text}"
+        );
+        assert!(
+            text.contains("NOT ready to upgrade (1 failed, 0 warnings, 1 passed)"),
+            "{text}"
+        );
+    }
+}
