@@ -21,6 +21,7 @@ pub mod duration;
 pub mod error;
 pub mod helm;
 pub mod probes;
+pub mod procedure;
 pub mod report;
 pub mod survey;
 pub mod target;

@@ -14,8 +14,11 @@
 //!   [`local_postgres::ThrowawayPostgres`] and counts rows.
 //! - [`list`], [`prune`] and [`bundle`] find, describe and remove bundles.
 //!
-//! The `backup` command (flags, runners, tables) is `commands::backup`; the
-//! cluster side of [`create::BackupSources`] lives there too.
+//! - [`sources`] is the cluster side of [`create::BackupSources`]: exec and
+//!   port-forward over one survey of the deployment (used by `backup` and
+//!   by `upgrade`'s backup step).
+//!
+//! The `backup` command (flags, runners, tables) is `commands::backup`.
 
 /// Default folder of bundles.
 pub const DEFAULT_DIR: &str = "./backups";
@@ -29,6 +32,7 @@ pub mod manifest;
 pub mod openbao;
 pub mod prune;
 pub mod restore;
+pub mod sources;
 pub mod verify;
 pub mod writer;
 

@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod exec;
+pub mod lease;
+pub mod pods;
 pub mod portforward;
 pub mod stall;
 

@@ -108,6 +108,29 @@ pub struct Release {
     pub config: Option<serde_json::Value>,
     #[serde(default)]
     pub manifest: String,
+    /// The chart's hooks (migration Jobs ...) and how their last run went.
+    #[serde(default)]
+    pub hooks: Vec<Hook>,
+}
+
+/// A hook of a release, as Helm records it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct Hook {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub last_run: Option<HookRun>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct HookRun {
+    /// `Succeeded`, `Failed`, `Running`, `Unknown` (empty when never run).
+    #[serde(default)]
+    pub phase: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -135,3 +135,42 @@ async fn proxy_status(
     })?;
     Ok(parsed.answered_via("pod proxy".into()))
 }
+
+/// What `GET /v1/sys/leader` says (unauthenticated): whether this node is
+/// the active one in an HA cluster.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
+pub struct LeaderStatus {
+    #[serde(default)]
+    pub ha_enabled: bool,
+    #[serde(default)]
+    pub is_self: bool,
+    #[serde(default)]
+    pub leader_address: String,
+}
+
+/// Asks the pod `target` names whether it is the active node, through the
+/// API server's pod proxy.
+pub async fn leader(
+    client: &kube::Client,
+    api: &ApiEndpoint,
+    namespace: &str,
+    target: &OpenbaoTarget,
+) -> Result<LeaderStatus, ProbeError> {
+    let path = format!(
+        "/api/v1/namespaces/{namespace}/pods/{}:{}/proxy/v1/sys/leader",
+        target.pod, target.port
+    );
+    let req = http::Request::get(&path)
+        .body(Vec::new())
+        .map_err(|e| ProbeError::Answer(e.to_string()))?;
+    let text = client.request_text(req).await.map_err(|e| {
+        ClusterError::from_kube(
+            e,
+            api,
+            &format!("get pods/proxy in namespace {namespace}"),
+            &format!("pod {namespace}/{}", target.pod),
+        )
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| ProbeError::Answer(format!("GET {path} did not return leader JSON ({e})")))
+}

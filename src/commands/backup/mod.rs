@@ -16,8 +16,6 @@
 //! the kubeconfig; `create` needs the cluster's [`BackupSources`]
 //! ([`run_create`]).
 
-pub mod sources;
-
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -36,6 +34,7 @@ use crate::backup::crypto::{Decryption, Encryption};
 use crate::backup::list::{BundleState, BundleSummary, list_bundles};
 use crate::backup::manifest::Component;
 use crate::backup::prune::{PruneReport, PruneRule, prune};
+use crate::backup::sources::ClusterSources;
 use crate::backup::verify::{
     RestoreOutcome, Status, VerifyOptions, VerifyReport, read_manifest, verify_bundle,
 };
@@ -44,7 +43,6 @@ pub use crate::report::OutputFormat;
 use crate::report::{Mark, Messages, Painter, human_size};
 use crate::survey::{Survey, SurveyOptions, Which};
 use crate::target::Session;
-use sources::ClusterSources;
 
 pub use crate::backup::DEFAULT_DIR;
 
