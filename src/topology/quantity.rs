@@ -91,6 +91,7 @@ mod tests {
         assert_eq!(show_cpu(250), "250m");
         assert_eq!(show_bytes(128 << 20), "128Mi");
         assert_eq!(show_bytes(23 << 30), "23Gi");
-        assert_eq!(show_bytes(1536 << 20), "1.5Gi");
+        assert_eq!(show_bytes(1536 << 20), "1536Mi");
+        assert_eq!(show_bytes((1536 << 20) + 1), "1.5Gi");
     }
 }
