@@ -86,7 +86,7 @@ impl Env {
             runtimes: real_runtimes(OpenBaoStorage::File),
             // Slow enough that a helm which did not wait would return before
             // the new pods are Ready.
-            pod_ready_delay: Duration::from_millis(1500),
+            pod_ready_delay: Duration::from_millis(1000),
             empty: !demo,
             helm: Some(major.bin()),
             ..SandboxOptions::default()
@@ -245,6 +245,44 @@ impl Env {
         );
     }
 
+    /// Fails the test unless StatefulSet `name` runs `image_tag` in every
+    /// pod, all of them Ready.
+    fn assert_statefulset_rolled_out(&self, name: &str, image_tag: &str, after: &str) {
+        let s = self.kubectl.json(&["get", "sts", name, "-n", "kleidia"]);
+        let st = &s["status"];
+        let replicas = s["spec"]["replicas"].as_u64().unwrap();
+        assert_eq!(
+            st["observedGeneration"], s["metadata"]["generation"],
+            "{after}: {st}"
+        );
+        assert_eq!(
+            st["updatedReplicas"].as_u64(),
+            Some(replicas),
+            "{after}: {st}"
+        );
+        assert_eq!(
+            st["readyReplicas"].as_u64(),
+            Some(replicas),
+            "{after}: {st}"
+        );
+        assert_eq!(st["currentRevision"], st["updateRevision"], "{after}: {st}");
+        for i in 0..replicas {
+            let pod = self
+                .kubectl
+                .json(&["get", "pod", &format!("{name}-{i}"), "-n", "kleidia"]);
+            let image = pod["spec"]["containers"][0]["image"].as_str().unwrap();
+            assert!(
+                image.ends_with(image_tag),
+                "{after}: {name}-{i} runs {image}"
+            );
+            let ready = pod["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            assert!(ready, "{after}: helm returned before {name}-{i} was Ready");
+        }
+    }
+
     fn release_objects(&self, kind: &str, release: &str) -> Vec<String> {
         let list = self.kubectl.json(&[
             "get",
@@ -310,8 +348,8 @@ fn hook_timeline(
     out
 }
 
-/// Install the three releases, upgrade services to 1.1.0 (hook, waiting),
-/// read everything back, roll back, uninstall.
+/// Install the three releases, upgrade them to 1.1.0 (services' migration
+/// hook, waiting), read everything back, roll back, uninstall.
 fn lifecycle(major: Major) {
     let env = Env::start(major, true);
     let list = env.helm_json(&["list"]);
@@ -337,10 +375,6 @@ fn lifecycle(major: Major) {
         ]
         .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
     );
-    // Installing again with upgrade --install is an upgrade (revision 2 of
-    // data), accepted by the API as the same helm's server-side apply.
-    let out = env.install("kleidia-data", "1.0.0");
-    assert!(out.contains("REVISION: 2"), "{out}");
 
     // The upgrade: the pre-upgrade migration Job is created, waited for and
     // deleted (hook-succeeded) before the backend is touched; then helm
@@ -388,6 +422,17 @@ fn lifecycle(major: Major) {
     assert_eq!(created, 1, "{requests:?}");
     env.kubectl
         .fails(&["get", "job", "kleidia-services-migrate", "-n", "kleidia"]);
+
+    // Platform and data to 1.1.0: their StatefulSets roll, waited for.
+    for (release, sts, tag) in [
+        ("kleidia-platform", "kleidia-platform-openbao", ":2.4.3"),
+        ("kleidia-data", "kleidia-data-postgres-cluster", ":15.6"),
+    ] {
+        let out = env.install(release, "1.1.0");
+        assert!(out.contains("REVISION: 2"), "{out}");
+        env.assert_statefulset_rolled_out(sts, tag, &format!("upgrade of {release}"));
+    }
+    // The new PostgreSQL has the rows the migration hook wrote.
     let migrated = env.kubectl.demo_psql(&[
         "-tAc",
         "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations",
