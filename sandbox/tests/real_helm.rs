@@ -376,6 +376,21 @@ fn lifecycle(major: Major) {
         .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
     );
 
+    // A dry run renders against the cluster and writes nothing.
+    env.sb.reset_requests();
+    let out = env.helm_ok(&[
+        "upgrade",
+        "kleidia-services",
+        &chart("1.1.0", "kleidia-services"),
+        "-n",
+        "kleidia",
+        "--dry-run=server",
+    ]);
+    assert!(out.contains("kleidia-backend:1.1.0"), "{out}");
+    let requests = env.sb.requests();
+    assert!(requests.mutating().is_empty(), "{requests:?}");
+    assert!(requests.count("list", "secrets") >= 1, "{requests:?}");
+
     // The upgrade: the pre-upgrade migration Job is created, waited for and
     // deleted (hook-succeeded) before the backend is touched; then helm
     // waits for the new backend.
