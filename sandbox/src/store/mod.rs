@@ -14,8 +14,9 @@
 //! updates for types with a `status` subresource, finalizers
 //! (`deletionTimestamp` set, object removed once the last finalizer goes),
 //! and owner-reference cascades on delete (Background/Foreground delete the
-//! dependents, Orphan strips the owner reference). No-op writes keep the
-//! resourceVersion and send no event.
+//! dependents, Orphan strips the owner reference), cluster IPs and node
+//! ports allocated to Services. No-op writes keep the resourceVersion and
+//! send no event.
 
 mod defaults;
 mod nodeports;
