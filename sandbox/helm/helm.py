@@ -390,6 +390,11 @@ def cmd_status(args: argparse.Namespace) -> None:
     try:
         if args.output in ("json", "yaml"):
             rel = full_release(cfg, args.release, args.revision or None)
+            # As the real CLI: status leaves the chart out, and empty user
+            # values are omitted.
+            del rel["chart"]
+            if not rel["config"]:
+                del rel["config"]
             sys.stdout.write(dump_json(rel) + "\n" if args.output == "json" else dump_yaml(rel))
             return
         summary = cfg.status(args.release, revision=args.revision or None)

@@ -1,10 +1,13 @@
 //! The demo deployment: the real-software runtimes and the three Kleidia
-//! releases installed by the real Helm engine (the sandbox's `helm`).
+//! releases installed by a helm: the sandbox's own (the real Helm v4 engine)
+//! or one chosen with `up --helm PATH` / `SandboxOptions::helm` (a real
+//! Helm 3 or 4 CLI, so the release is installed by the helm that will
+//! upgrade it: server-side apply remembers who applied what).
 //!
 //! `kleidia-sandbox up` starts a sandbox with [`real_runtimes`] and then
 //! calls [`install_demo_unless_empty`], which (unless `--empty`) runs
-//! [`install_demo`] with the sandbox's kubeconfig and
-//! [`charts_dir`]`("1.0.0")`.
+//! [`install_demo_with`] with the sandbox's kubeconfig, its helm and its
+//! chart set ([`charts_dir`]`("1.0.0")` unless told otherwise).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -38,6 +41,14 @@ pub enum DemoError {
         code: Option<i32>,
         stderr: String,
     },
+    #[error(
+        "the helm {0} does not exist or is not an executable file; pass the path of a Helm 3 or 4 binary"
+    )]
+    HelmNotExecutable(PathBuf),
+    #[error(
+        "demo chart set {0:?} was not found: expected a folder with kleidia-platform, kleidia-data and kleidia-services (sets: 1.0.0, 1.1.0, 1.1.0-broken under sandbox/charts)"
+    )]
+    ChartSetMissing(String),
     #[error("running {helm}: {source}")]
     Run {
         helm: PathBuf,
@@ -69,6 +80,34 @@ pub fn charts_dir(set: &str) -> PathBuf {
     workspace().join("sandbox/charts").join(set)
 }
 
+/// The chart folder `set` names: a set under `sandbox/charts`, or a path to
+/// a folder holding the three charts.
+pub fn resolve_charts(set: &str) -> Result<PathBuf, DemoError> {
+    let named = charts_dir(set);
+    let candidates = [PathBuf::from(set), named];
+    candidates
+        .into_iter()
+        .filter(|d| !set.is_empty() && d.is_dir())
+        .find(|d| {
+            RELEASES
+                .iter()
+                .all(|r| d.join(r).join("Chart.yaml").is_file())
+        })
+        .map(|d| d.canonicalize().unwrap_or(d))
+        .ok_or_else(|| DemoError::ChartSetMissing(set.to_string()))
+}
+
+/// `path` as an absolute path, if it is an executable file.
+pub fn check_helm(path: &Path) -> Result<PathBuf, DemoError> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if !executable {
+        return Err(DemoError::HelmNotExecutable(path.to_path_buf()));
+    }
+    Ok(path.canonicalize().unwrap_or_else(|_| path.to_path_buf()))
+}
+
 /// The sandbox's helm command: `$KLEIDIA_SANDBOX_HELM`, else
 /// `sandbox/helm/helm` in the workspace.
 pub fn helm_command() -> Result<PathBuf, DemoError> {
@@ -86,9 +125,20 @@ pub fn helm_command() -> Result<PathBuf, DemoError> {
 }
 
 /// Installs (or upgrades to) the three releases from `charts_dir` into
-/// namespace `kleidia`, one after the other, each waited for until ready.
+/// namespace `kleidia` with the sandbox's helm, one after the other, each
+/// waited for until ready.
 pub async fn install_demo(kubeconfig: &Path, charts_dir: &Path) -> Result<(), DemoError> {
-    let helm = helm_command()?;
+    install_demo_with(&helm_command()?, kubeconfig, charts_dir).await
+}
+
+/// [`install_demo`] with `helm`: the sandbox's, or a real Helm 3 or 4 CLI
+/// (`--wait` is each one's own: legacy readiness in 3, the watcher in 4).
+pub async fn install_demo_with(
+    helm: &Path,
+    kubeconfig: &Path,
+    charts_dir: &Path,
+) -> Result<(), DemoError> {
+    let helm = helm.to_path_buf();
     for release in RELEASES {
         let chart = charts_dir.join(release);
         if !chart.join("Chart.yaml").is_file() {
@@ -102,6 +152,8 @@ pub async fn install_demo(kubeconfig: &Path, charts_dir: &Path) -> Result<(), De
             .args(["-n", NAMESPACE, "--wait", "--timeout", "5m0s"])
             .arg("--kubeconfig")
             .arg(kubeconfig)
+            // A context of the caller's would not exist in this kubeconfig.
+            .env_remove("HELM_KUBECONTEXT")
             .stdin(Stdio::null())
             .output()
             .await
@@ -121,15 +173,19 @@ pub async fn install_demo(kubeconfig: &Path, charts_dir: &Path) -> Result<(), De
 }
 
 /// What `kleidia-sandbox up` does once the sandbox serves: installs the
-/// 1.0.0 set unless the sandbox was started empty. Blocks until every
-/// release is ready; call it from outside the sandbox's async runtime.
+/// sandbox's chart set (`SandboxOptions::charts`, 1.0.0 by default) with
+/// its helm (`SandboxOptions::helm`, the sandbox's own by default) unless
+/// the sandbox was started empty. Blocks until every release is ready;
+/// call it from outside the sandbox's async runtime.
 pub fn install_demo_unless_empty(sandbox: &Sandbox) -> Result<bool, DemoError> {
     if sandbox.shared().options.empty {
         return Ok(false);
     }
     let kubeconfig = sandbox.kubeconfig_path().to_path_buf();
+    let helm = sandbox.demo_helm()?;
+    let charts = resolve_charts(sandbox.demo_charts())?;
     sandbox
         .handle()
-        .block_on(install_demo(&kubeconfig, &charts_dir("1.0.0")))?;
+        .block_on(install_demo_with(&helm, &kubeconfig, &charts))?;
     Ok(true)
 }

@@ -46,6 +46,14 @@ enum Command {
         /// Port on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// Install the demo with this helm (a real Helm 3 or 4 CLI) instead
+        /// of the sandbox's; `env` then exports HELM_BIN=PATH.
+        #[arg(long, value_name = "PATH")]
+        helm: Option<PathBuf>,
+        /// The demo chart set to install: 1.0.0, 1.1.0, 1.1.0-broken (under
+        /// sandbox/charts) or a folder with the three charts.
+        #[arg(long, value_name = "SET", default_value = "1.0.0")]
+        charts: String,
     },
     /// Stop a sandbox started with `up --detach`.
     Down {
@@ -82,6 +90,15 @@ enum Command {
         /// End all open watch streams now.
         #[arg(long)]
         drop_watches: bool,
+    },
+    /// Print the requests the API served (JSON: by verb, resource,
+    /// subresource, namespace, with status codes).
+    Requests {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Start counting from zero after printing.
+        #[arg(long)]
+        reset: bool,
     },
     /// Replace the authorization rules (JSON list of rules, `-` for stdin).
     Authz {
@@ -121,6 +138,9 @@ struct StateFile {
     /// False while the demo releases are still being installed.
     #[serde(default = "yes")]
     ready: bool,
+    /// The helm the demo was installed with (`up --helm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    helm: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -156,7 +176,15 @@ fn run(cli: Cli) -> Result<()> {
             openbao_storage,
             pod_ready_delay,
             port,
+            helm,
+            charts,
         } => {
+            // Both checked before anything starts, so a typo fails at once.
+            let helm = helm
+                .map(|h| demo::check_helm(&h))
+                .transpose()
+                .context("--helm")?;
+            let charts_folder = demo::resolve_charts(&charts).context("--charts")?;
             private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let dir = dir.canonicalize()?;
             if let Ok(s) = read_state(&dir)
@@ -180,12 +208,15 @@ fn run(cli: Cli) -> Result<()> {
                 empty,
                 openbao_storage,
                 runtimes: demo::real_runtimes(openbao_storage.into()),
+                helm: helm.clone(),
+                charts: charts.clone(),
                 ..SandboxOptions::default()
             })?;
             let mut state = StateFile {
                 pid: std::process::id(),
                 url: sb.url().to_string(),
                 ready: empty,
+                helm: helm.clone(),
             };
             write_state(&dir, &state)?;
             // Ctrl-C or SIGTERM stop the sandbox (and its servers) cleanly,
@@ -195,17 +226,18 @@ fn run(cli: Cli) -> Result<()> {
                 StopSignals::new()?
             };
             if !empty {
+                let demo_helm = sb.demo_helm()?;
                 eprintln!(
-                    "kleidia-sandbox: API serving at {}; installing the demo releases {} (1.0.0)",
+                    "kleidia-sandbox: API serving at {}; installing the demo releases {} ({charts}) with {}",
                     sb.url(),
-                    demo::RELEASES.join(", ")
+                    demo::RELEASES.join(", "),
+                    demo_helm.display()
                 );
                 let started = Instant::now();
                 let kubeconfig = sb.kubeconfig_path().to_path_buf();
-                let charts = demo::charts_dir("1.0.0");
                 let installed = sb.handle().block_on(async {
                     tokio::select! {
-                        r = demo::install_demo(&kubeconfig, &charts) => Some(r),
+                        r = demo::install_demo_with(&demo_helm, &kubeconfig, &charts_folder) => Some(r),
                         _ = stop.recv() => None,
                     }
                 });
@@ -236,7 +268,10 @@ fn run(cli: Cli) -> Result<()> {
                 state.ready = true;
                 write_state(&dir, &state)?;
             }
-            print!("{}", shell_exports(&dir, venv_bin().as_deref()));
+            print!(
+                "{}",
+                shell_exports(&dir, venv_bin().as_deref(), helm.as_deref())
+            );
             eprintln!(
                 "kleidia-sandbox: serving {} (stop with Ctrl-C or `kleidia-sandbox down --dir {}`)",
                 sb.url(),
@@ -249,10 +284,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Down { dir } => down(&dir),
         Command::Env { dir } => {
-            read_state(&dir)?;
+            let state = read_state(&dir)?;
             print!(
                 "{}",
-                shell_exports(&dir.canonicalize()?, venv_bin().as_deref())
+                shell_exports(
+                    &dir.canonicalize()?,
+                    venv_bin().as_deref(),
+                    state.helm.as_deref()
+                )
             );
             Ok(())
         }
@@ -285,6 +324,16 @@ fn run(cli: Cli) -> Result<()> {
                 req.exec_kill.insert(pod.to_string(), n);
             }
             let reply = admin_request(&dir, "/sandbox/faults", serde_json::to_vec(&req)?)?;
+            println!("{}", serde_json::to_string_pretty(&reply)?);
+            Ok(())
+        }
+        Command::Requests { dir, reset } => {
+            let method = if reset {
+                hyper::Method::DELETE
+            } else {
+                hyper::Method::GET
+            };
+            let reply = admin_request_method(&dir, method, "/sandbox/requests", Vec::new())?;
             println!("{}", serde_json::to_string_pretty(&reply)?);
             Ok(())
         }
@@ -485,7 +534,11 @@ fn up_detached(dir: &Path, empty: bool) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(if api_ready { 200 } else { 25 }));
     }
-    print!("{}", shell_exports(dir, venv_bin().as_deref()));
+    let helm = read_state(dir).ok().and_then(|s| s.helm);
+    print!(
+        "{}",
+        shell_exports(dir, venv_bin().as_deref(), helm.as_deref())
+    );
     Ok(())
 }
 

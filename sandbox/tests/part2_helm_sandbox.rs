@@ -404,7 +404,19 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
     ]))
     .unwrap();
     assert_eq!(status["info"]["status"], "deployed");
-    assert_eq!(status["chart"]["metadata"]["version"], "1.0.0");
+    // Like the real CLI, status leaves the chart out: get metadata has it.
+    assert!(status.get("chart").is_none(), "{status}");
+    let metadata: Value = serde_json::from_str(&env.helm_ok(&[
+        "get",
+        "metadata",
+        "kleidia-services",
+        "-n",
+        "kleidia",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(metadata["version"], "1.0.0");
 
     // Platform and data move to 1.1.0: their StatefulSet pods are replaced
     // and come back with their data (PostgreSQL rows, an OpenBao that

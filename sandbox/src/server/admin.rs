@@ -1,6 +1,8 @@
 //! The sandbox's own admin endpoints (authenticated like everything else):
 //! `POST /sandbox/faults` (a [`FaultRequest`]; `GET` shows the settings) and
-//! `PUT /sandbox/authz` (a list of [`Rule`]s; `GET` shows them).
+//! `PUT /sandbox/authz` (a list of [`Rule`]s; `GET` shows them),
+//! `GET /sandbox/requests` (the [`super::requests::RequestCounts`];
+//! `DELETE` answers them and starts counting from zero).
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
@@ -41,6 +43,16 @@ pub async fn authz(ctx: &Context, req: Request<Incoming>) -> Result<Response<Bod
         }
         _ => Err(ApiError::method_not_allowed(
             "use GET or PUT on /sandbox/authz",
+        )),
+    }
+}
+
+pub fn requests(ctx: &Context, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    match *req.method() {
+        Method::GET => Ok(ok(&json!(ctx.requests.snapshot()))),
+        Method::DELETE => Ok(ok(&json!(ctx.requests.take()))),
+        _ => Err(ApiError::method_not_allowed(
+            "use GET (read) or DELETE (read and reset) on /sandbox/requests",
         )),
     }
 }

@@ -13,6 +13,7 @@ pub mod client;
 mod compat;
 pub mod http;
 mod patching;
+pub mod requests;
 mod reviews;
 mod reviews_proto;
 pub mod router;
@@ -84,6 +85,12 @@ pub struct SandboxOptions {
     pub controllers: bool,
     /// Bearer token; `None` generates one.
     pub token: Option<String>,
+    /// The helm that installs the demo (`install_demo_unless_empty`): a real
+    /// Helm 3 or 4 CLI; `None`: the sandbox's own (`sandbox/helm/helm`).
+    pub helm: Option<PathBuf>,
+    /// The demo chart set to install: a set under `sandbox/charts`
+    /// (`1.0.0`, `1.1.0`, `1.1.0-broken`) or a folder with the three charts.
+    pub charts: String,
 }
 
 impl Default for SandboxOptions {
@@ -100,6 +107,8 @@ impl Default for SandboxOptions {
             bookmark_interval: Duration::from_secs(5),
             controllers: true,
             token: None,
+            helm: None,
+            charts: "1.0.0".to_string(),
         }
     }
 }
@@ -114,6 +123,9 @@ pub struct Sandbox {
     kubeconfig: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
     controllers: Option<tokio::task::JoinHandle<()>>,
+    requests: Arc<requests::Requests>,
+    helm: Option<PathBuf>,
+    charts: String,
     _tempdir: Option<tempfile::TempDir>,
 }
 
@@ -198,9 +210,11 @@ impl Sandbox {
             .enable_all()
             .build()
             .map_err(StartError::Runtime)?;
+        let requests = Arc::new(requests::Requests::default());
         let ctx = Arc::new(router::Context {
             shared: shared.clone(),
             token: token.clone(),
+            requests: requests.clone(),
         });
         {
             let _guard = runtime.enter();
@@ -220,6 +234,9 @@ impl Sandbox {
             kubeconfig,
             runtime: Some(runtime),
             controllers,
+            requests,
+            helm: opts.helm,
+            charts: opts.charts,
             _tempdir: tempdir,
         })
     }
@@ -257,6 +274,31 @@ impl Sandbox {
 
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
+    }
+
+    /// The helm that installs the demo: `SandboxOptions::helm` (checked to
+    /// be an executable file), else the sandbox's own.
+    pub fn demo_helm(&self) -> Result<PathBuf, crate::demo::DemoError> {
+        match &self.helm {
+            Some(h) => crate::demo::check_helm(h),
+            None => crate::demo::helm_command(),
+        }
+    }
+
+    /// The demo chart set (`SandboxOptions::charts`).
+    pub fn demo_charts(&self) -> &str {
+        &self.charts
+    }
+
+    /// The requests served so far, by verb, resource, subresource and
+    /// namespace (the sandbox's own `/sandbox/` endpoints excluded).
+    pub fn requests(&self) -> requests::RequestCounts {
+        self.requests.snapshot()
+    }
+
+    /// The requests served so far; counting starts again from zero.
+    pub fn reset_requests(&self) -> requests::RequestCounts {
+        self.requests.take()
     }
 
     /// The async runtime the sandbox runs on (to spawn helpers next to it).
@@ -426,15 +468,20 @@ async fn serve(
 }
 
 /// `export` lines for a shell: KUBECONFIG, PATH with the project's
-/// `.venv/bin` (when `venv_bin` exists), plus [`extra_env`].
-pub fn shell_exports(dir: &Path, venv_bin: Option<&Path>) -> String {
+/// `.venv/bin` (when `venv_bin` exists), HELM_BIN (`helm`, the one the demo
+/// was installed with, else the sandbox's), plus [`extra_env`].
+pub fn shell_exports(dir: &Path, venv_bin: Option<&Path>, helm: Option<&Path>) -> String {
     let mut out = format!(
         "export KUBECONFIG={}\n",
         shell_quote(&dir.join("kubeconfig").display().to_string())
     );
-    // The workspace tools first: the sandbox's helm from `sandbox/helm`,
-    // real kubectl and bao from `.venv/bin`.
-    let helm = crate::demo::helm_command().ok();
+    // The workspace tools first: the demo's helm (the sandbox's from
+    // `sandbox/helm` unless another was chosen), real kubectl and bao from
+    // `.venv/bin`.
+    let helm = match helm {
+        Some(h) => Some(h.to_path_buf()),
+        None => crate::demo::helm_command().ok(),
+    };
     let mut path: Vec<String> = Vec::new();
     if let Some(helm_dir) = helm.as_deref().and_then(Path::parent) {
         path.push(shell_quote(&helm_dir.display().to_string()));

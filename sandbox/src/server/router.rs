@@ -8,6 +8,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::http::{self, Query, error_response, ok};
+use super::requests::RequestKey;
 use super::table::{self, IncludeObject};
 use super::{patching, reviews, watch};
 use crate::authz::Attributes;
@@ -34,6 +35,8 @@ pub struct RequestInfo {
 pub struct Context {
     pub shared: Arc<Shared>,
     pub token: String,
+    /// What was served, for tests (see [`super::requests`]).
+    pub requests: Arc<super::requests::Requests>,
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -48,8 +51,44 @@ fn authenticated(ctx: &Context, req: &Request<Incoming>) -> bool {
         .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), ctx.token.as_bytes()))
 }
 
-/// Serves one request.
+/// Serves one request and counts it (the sandbox's own `/sandbox/`
+/// endpoints are not counted).
 pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Response<Body> {
+    let key = (!req.uri().path().starts_with("/sandbox/")).then(|| request_key(&req));
+    let resp = serve_one(&ctx, req).await;
+    if let Some(key) = key {
+        ctx.requests.record(key, resp.status().as_u16());
+    }
+    resp
+}
+
+/// How a request is counted: its resource and verb, or its path.
+fn request_key(req: &Request<Incoming>) -> RequestKey {
+    let path = req.uri().path();
+    let segs = segments(path);
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match parse_resource_path(&s) {
+        Some(info) => {
+            let q = Query::parse(req.uri().query());
+            RequestKey {
+                verb: verb_of(req.method(), &info, &q).to_string(),
+                group: info.rt.group.to_string(),
+                resource: info.rt.plural.to_string(),
+                subresource: info.subresource.unwrap_or_default(),
+                namespace: info.namespace.unwrap_or_default(),
+                dry_run: q.dry_run(),
+                path: String::new(),
+            }
+        }
+        None => RequestKey {
+            verb: req.method().as_str().to_ascii_lowercase(),
+            path: path.to_string(),
+            ..Default::default()
+        },
+    }
+}
+
+async fn serve_one(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     match path.as_str() {
         "/healthz" | "/readyz" | "/livez" => {
@@ -63,7 +102,7 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Response<Body>
         "/version" | "/version/" => return ok(&crate::discovery::version()),
         _ => {}
     }
-    if !authenticated(&ctx, &req) {
+    if !authenticated(ctx, &req) {
         return error_response(&ApiError::unauthorized());
     }
     if !path.starts_with("/sandbox/") {
@@ -74,7 +113,7 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Response<Body>
             return error_response(&e);
         }
     }
-    match route(&ctx, req, &path).await {
+    match route(ctx, req, &path).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
@@ -112,6 +151,7 @@ async fn route(
     match s.as_slice() {
         ["sandbox", "faults"] => return super::admin::faults(ctx, req).await,
         ["sandbox", "authz"] => return super::admin::authz(ctx, req).await,
+        ["sandbox", "requests"] => return super::admin::requests(ctx, req),
         // Discovery roots: the aggregated document when the client asks
         // for it, else the plain list.
         ["api"] if is_get => {

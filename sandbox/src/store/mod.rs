@@ -14,10 +14,12 @@
 //! updates for types with a `status` subresource, finalizers
 //! (`deletionTimestamp` set, object removed once the last finalizer goes),
 //! and owner-reference cascades on delete (Background/Foreground delete the
-//! dependents, Orphan strips the owner reference). No-op writes keep the
-//! resourceVersion and send no event.
+//! dependents, Orphan strips the owner reference), cluster IPs and node
+//! ports allocated to Services. No-op writes keep the resourceVersion and
+//! send no event.
 
 mod defaults;
+mod nodeports;
 mod validate;
 mod watch;
 
@@ -456,6 +458,10 @@ impl Store {
         obj["kind"] = json!(rt.kind);
         defaults::on_create(rt, &mut obj, &mut inner.ip_counter)?;
         defaults::apply(rt, &mut obj);
+        if rt.same(&registry::SERVICES) {
+            let used = inner.node_ports_in_use(&ns, &name);
+            nodeports::assign(rt, &name, &mut obj, None, &used)?;
+        }
         if opts.dry_run {
             obj["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
             return Ok(obj);
@@ -682,6 +688,10 @@ impl Store {
                 // Compare like with like: the stored object has its defaults.
                 defaults::apply(rt, &mut obj);
                 validate::update(rt, &old, &mut obj)?;
+                if rt.same(&registry::SERVICES) {
+                    let used = inner.node_ports_in_use(&ns, &name);
+                    nodeports::assign(rt, &name, &mut obj, Some(&old), &used)?;
+                }
                 if rt.has_status() {
                     match old.get("status") {
                         Some(s) => obj["status"] = s.clone(),
@@ -825,6 +835,17 @@ impl Inner {
 
     fn exists(&self, rt: &ResourceType, ns: &str, name: &str) -> bool {
         self.get(rt, ns, name).is_some()
+    }
+
+    /// The node ports every Service but `ns/name` holds.
+    fn node_ports_in_use(&self, ns: &str, name: &str) -> std::collections::BTreeSet<u16> {
+        self.types
+            .get(&type_key(&registry::SERVICES))
+            .into_iter()
+            .flat_map(|t| t.objects.iter())
+            .filter(|(k, _)| k.0 != ns || k.1 != name)
+            .flat_map(|(_, v)| nodeports::held_by(v))
+            .collect()
     }
 
     fn terminating(&self, ns: &str) -> bool {
