@@ -24,6 +24,7 @@ fn container(dir: &Path, ns: &str, pod: &str, image: &str, env: &[(&str, &str)])
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
         ports: vec![],
+        command: vec![],
         root: root.clone(),
         log_path: dir.join(ns).join(pod).join("main.log"),
     }
