@@ -5,7 +5,7 @@
 //! port: PostgreSQL's stays 5432). A connection there goes to a ready
 //! endpoint of the Service, as the Endpoints controller lists them (pod ->
 //! the container declaring the port -> its runtime's `connect`); with no
-//! ready endpoint it is closed at once.
+//! ready endpoint it is reset at once.
 //!
 //! Cluster DNS names resolve to that address with a pod's search path
 //! (`<ns>.svc.cluster.local svc.cluster.local cluster.local`): `svc`,
@@ -330,10 +330,14 @@ async fn accept_loop(
         };
         let (ns, svc) = (ns.clone(), svc.clone());
         tokio::spawn(async move {
-            // No ready endpoint: the connection ends at once, as a client
-            // of a Service without endpoints sees it.
-            if let Some(mut upstream) = connect_endpoint(&shared, &ns, &svc, port).await {
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            match connect_endpoint(&shared, &ns, &svc, port).await {
+                Some(mut upstream) => {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+                // No ready endpoint: the connection is reset at once.
+                None => {
+                    let _ = client.set_zero_linger();
+                }
             }
         });
     }
