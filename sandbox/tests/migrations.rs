@@ -95,8 +95,52 @@ impl Env {
         self.helm_cmd(helm, args).output().expect("helm runs")
     }
 
+    /// Runs helm, failing the test unless it succeeds, with what the
+    /// namespace looked like then; returns stdout.
     fn helm_ok(&self, helm: Helm, args: &[&str]) -> String {
-        stdout_of(&format!("{helm:?} helm {args:?}"), self.helm(helm, args))
+        let out = self.helm(helm, args);
+        if !out.status.success() {
+            panic!(
+                "{helm:?} helm {args:?} failed ({}): {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                self.diagnostics()
+            );
+        }
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// The namespace's workloads, events and backend logs, for failures.
+    fn diagnostics(&self) -> String {
+        let mut text = String::new();
+        for args in [
+            &["get", "all", "-n", NS, "-o", "wide"][..],
+            &[
+                "get",
+                "events",
+                "-n",
+                NS,
+                "--sort-by=.metadata.creationTimestamp",
+            ][..],
+            &[
+                "logs",
+                "-n",
+                NS,
+                "-l",
+                "app.kubernetes.io/name=backend",
+                "--prefix",
+                "--tail=30",
+            ][..],
+        ] {
+            let out = self.kubectl.run(args);
+            text.push_str(&format!(
+                "$ kubectl {}\n{}{}\n",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        text
     }
 
     fn kubectl(&self, args: &[&str]) -> String {
