@@ -320,6 +320,9 @@ pub fn client_wrappers(
                 .map(|f| (*p, f))
         })
         .collect();
+    let Some(bash) = host_utility("bash") else {
+        return Ok(None);
+    };
     if found.is_empty() {
         return Ok(None);
     }
@@ -336,7 +339,7 @@ pub fn client_wrappers(
         .map(|(prog, real)| {
             (
                 *prog,
-                wrapper_script(prog, real, hosts, &c.namespace, default_port),
+                wrapper_script(&bash, prog, real, hosts, &c.namespace, default_port),
             )
         })
         .collect();
@@ -375,9 +378,16 @@ fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-fn wrapper_script(prog: &str, real: &Path, hosts: &Path, ns: &str, default_port: &str) -> String {
+fn wrapper_script(
+    bash: &Path,
+    prog: &str,
+    real: &Path,
+    hosts: &Path,
+    ns: &str,
+    default_port: &str,
+) -> String {
     format!(
-        r#"#!/bin/bash
+        r#"#!{bash}
 # {prog} in namespace {ns}: a Service's DNS name given as the host (-h,
 # --host or PGHOST) reaches the Service's address, as cluster DNS resolves
 # it with the pod's search path; other hosts go to the real resolver.
@@ -435,6 +445,7 @@ exec "$real" "$@"
             // libpq names a given address alone, a resolved one with its name.
             r#"  exec "$real" "$@" 2> >(exec sed -u "s/connection to server at \"${addr//./\\.}\", port/connection to server at \"$host\" ($addr), port/" >&2)"#
         },
+        bash = bash.display(),
         real = quoted(&real.to_string_lossy()),
         hosts = quoted(&hosts.to_string_lossy()),
         ns_q = quoted(ns),
@@ -885,6 +896,26 @@ mod tests {
             map_args("sh", &s(&["-c", "echo hi >/tmp/f", "/x"]), root),
             s(&["-c", "echo hi >/r/tmp/f", "/r/x"])
         );
+    }
+
+    #[test]
+    fn host_options_are_recognised() {
+        let none = std::collections::BTreeMap::new();
+        for argv in [
+            &["psql", "-h", "db"][..],
+            &["pg_isready", "-hdb"][..],
+            &["psql", "--host=db"][..],
+            &["pg_dump", "--host", "db"][..],
+        ] {
+            assert!(names_a_host(&s(argv), &none), "{argv:?}");
+        }
+        assert!(!names_a_host(
+            &s(&["psql", "-U", "u", "-c", "select 1"]),
+            &none
+        ));
+        assert!(!names_a_host(&s(&["psql", "--help"]), &none));
+        let pghost = std::collections::BTreeMap::from([("PGHOST".to_string(), "db".to_string())]);
+        assert!(names_a_host(&s(&["psql"]), &pghost));
     }
 
     #[test]
