@@ -34,6 +34,9 @@ pub struct ContainerRef {
     pub env: BTreeMap<String, String>,
     /// Ports the container declares (`containerPort`).
     pub ports: Vec<u16>,
+    /// The container's `command` followed by its `args` (empty: the
+    /// image's own entrypoint), so a runtime knows what the process is.
+    pub command: Vec<String>,
     /// A folder owned by this container. Keyed by namespace/pod/container, so
     /// a StatefulSet pod that is recreated under the same name finds its data
     /// again, as a PersistentVolume would.

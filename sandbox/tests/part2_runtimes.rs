@@ -24,6 +24,7 @@ fn container(dir: &Path, ns: &str, pod: &str, image: &str, env: &[(&str, &str)])
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
         ports: vec![],
+        command: vec![],
         root: root.clone(),
         log_path: dir.join(ns).join(pod).join("main.log"),
     }
@@ -459,7 +460,11 @@ async fn backend_reports_health_and_migrates_the_real_database() {
         let out = exec(&rt, &backend, &["/app/kleidia-backend", "migrate"], None)
             .await
             .ok("migrate");
-        assert!(out.contains("migrations complete"), "{out}");
+        assert!(
+            out.contains("INFO migrate: no migrations to apply")
+                && out.contains("INFO migrate: migrations finished (schema version 5)"),
+            "{out}"
+        );
     }
     let tables = exec(
         &pg,
@@ -471,13 +476,13 @@ async fn backend_reports_health_and_migrates_the_real_database() {
             "-d",
             "kleidia",
             "-tAc",
-            "SELECT string_agg(version, ',') FROM schema_migrations",
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations",
         ],
         None,
     )
     .await
     .ok("schema_migrations");
-    assert_eq!(tables.trim(), "1.1.0");
+    assert_eq!(tables.trim(), "1,2,3,4,5");
     let columns = exec(
         &pg,
         &db,

@@ -19,6 +19,7 @@ fn container(root: &Path) -> ContainerRef {
         image: "busybox:1.36".into(),
         env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
         ports: vec![],
+        command: vec![],
         root: root.join("root"),
         log_path: root.join("app.log"),
     }

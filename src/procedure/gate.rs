@@ -689,6 +689,8 @@ pub fn migration_lines(log: &str) -> MigrationLines {
             || l.contains("up-to-date")
             || l.contains("nothing to migrate")
             || l.contains("no change")
+            // An older build meeting a newer schema leaves it and starts.
+            || l.contains("leaving the schema as it is")
         {
             out.finished = true;
             // A later success replaces an earlier error that was retried.

@@ -1,7 +1,8 @@
 //! The controllers of the sandbox cluster: what turns Deployments,
 //! StatefulSets, ReplicaSets, DaemonSets, Jobs and PVCs into Pods, and Pods
-//! into running containers (the "kubelet" part, [`pods`]), and Services into
-//! Endpoints.
+//! into running containers (the "kubelet" part, [`pods`]), Services into
+//! Endpoints, and Services into addresses pods reach by DNS name
+//! ([`network`]).
 //!
 //! One task reconciles everything whenever the store changes (debounced)
 //! and on a short resync tick. Each reconcile is level-based: it compares
@@ -15,6 +16,7 @@
 pub mod deployments;
 pub mod endpoints;
 pub mod jobs;
+pub mod network;
 pub mod pods;
 pub mod replicasets;
 pub mod statefulsets;
@@ -45,6 +47,7 @@ pub fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
 async fn run(shared: Arc<Shared>) {
     let mut events = shared.store.subscribe_all();
     let mut kubelet = pods::Kubelet::new(shared.clone());
+    let net = network::ClusterNet::new(&shared);
     let mut tick = tokio::time::interval(RESYNC);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -61,8 +64,10 @@ async fn run(shared: Arc<Shared>) {
             _ = tick.tick() => {}
         }
         reconcile_all(&shared, &mut kubelet);
+        net.reconcile();
     }
     kubelet.stop_all().await;
+    drop(net);
 }
 
 fn reconcile_all(shared: &Arc<Shared>, kubelet: &mut pods::Kubelet) {

@@ -184,6 +184,12 @@ pub fn container_ref(shared: &Shared, pod: &Value, container: &str) -> Option<Co
         image: spec["image"].as_str().unwrap_or("").to_string(),
         env: resolve_env(shared, pod, spec),
         ports,
+        command: ["command", "args"]
+            .iter()
+            .filter_map(|k| spec[*k].as_array())
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
         root: dir.join("root"),
         log_path: dir.join("logs").join(format!("{}.log", uid(pod))),
     })

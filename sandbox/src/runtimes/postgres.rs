@@ -324,7 +324,10 @@ impl ImageRuntime for PostgresRuntime {
                 .as_ref()
                 .map(|b| b.join(prog))
                 .filter(|p| is_client_binary(prog, &simple.argv) && p.is_file());
-            let Some(binary) = binary else {
+            // A host given by name goes through the shell's cluster DNS.
+            let Some(binary) =
+                binary.filter(|_| !super::shell::names_a_host(&simple.argv, &simple.env))
+            else {
                 return delegate_to_shell(c, command, io, &extra_env, &extra_path).await;
             };
             let mut cmd = Command::new(binary);

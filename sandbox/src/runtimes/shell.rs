@@ -11,6 +11,13 @@
 //!
 //! Other runtimes (PostgreSQL, OpenBao) delegate their non-server commands to
 //! [`ShellRuntime::run`], adding their own binaries and environment.
+//!
+//! The host's resolver knows no cluster names, so PostgreSQL clients among
+//! those binaries run behind small wrappers ([`client_wrappers`]) that look
+//! the host they are given up in the sandbox's cluster DNS first
+//! ([`crate::controllers::network`]): `pg_isready -h db.ns.svc.cluster.local`
+//! and `psql -h db` reach the server behind Service `db`; a name that is
+//! no Service's goes to the real resolver, which fails as in a cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -116,6 +123,12 @@ impl ShellRuntime {
                     .to_string(),
             );
         };
+        // PostgreSQL clients first through their cluster-DNS wrappers.
+        let wrappers = crate::controllers::network::for_root(&c.root)
+            .and_then(|net| client_wrappers(c, net.hosts_path(), extra_path).ok())
+            .flatten();
+        let extra_path: Vec<PathBuf> = wrappers.into_iter().chain(extra_path.to_vec()).collect();
+        let extra_path = extra_path.as_slice();
         let Some(program) = resolve(argv0, extra_path) else {
             return not_found(argv0);
         };
@@ -255,6 +268,188 @@ impl ImageRuntime for ShellRuntime {
     ) -> BoxFuture<'a, ExecOutcome> {
         Box::pin(Self::run(c, command, io, &[], &[]))
     }
+}
+
+/// PostgreSQL client programs that take a server host (`-h`).
+const PG_CLIENTS: &[&str] = &[
+    "psql",
+    "pg_isready",
+    "pg_dump",
+    "pg_dumpall",
+    "pg_restore",
+    "createdb",
+    "dropdb",
+    "createuser",
+    "dropuser",
+    "vacuumdb",
+    "reindexdb",
+    "clusterdb",
+    "pg_basebackup",
+];
+
+/// Whether a PostgreSQL client command names its server host (`-h`,
+/// `--host`, or `PGHOST` set for it): only the client wrappers of
+/// [`ShellRuntime::run`] resolve such a name as cluster DNS does.
+pub fn names_a_host(argv: &[String], env: &std::collections::BTreeMap<String, String>) -> bool {
+    env.contains_key("PGHOST")
+        || argv
+            .iter()
+            .skip(1)
+            .any(|a| a == "-h" || a == "--host" || a.starts_with("--host=") || a.starts_with("-h"))
+}
+
+/// A folder of wrappers for the PostgreSQL clients found in `extra_path`
+/// (none found: `None`). Each wrapper resolves the host it is given in the
+/// sandbox's cluster DNS (`hosts`, with the pod's search path) and runs the
+/// real client with `PGHOSTADDR` set to the Service's address, keeping the
+/// name for messages; anything else goes to the real client untouched.
+/// The folder is named by a hash of its contents, so wrappers are written
+/// once and concurrent execs share them.
+pub fn client_wrappers(
+    c: &ContainerRef,
+    hosts: &Path,
+    extra_path: &[PathBuf],
+) -> std::io::Result<Option<PathBuf>> {
+    let found: Vec<(&str, PathBuf)> = PG_CLIENTS
+        .iter()
+        .filter_map(|p| {
+            extra_path
+                .iter()
+                .map(|d| d.join(p))
+                .find(|f| is_executable(f))
+                .map(|f| (*p, f))
+        })
+        .collect();
+    let Some(bash) = host_utility("bash") else {
+        return Ok(None);
+    };
+    if found.is_empty() {
+        return Ok(None);
+    }
+    // The port a client in a real pod uses when none is given: the pod's
+    // own PGPORT, else PostgreSQL's.
+    let default_port = c
+        .env
+        .get("PGPORT")
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .map(String::as_str)
+        .unwrap_or("5432");
+    let scripts: Vec<(&str, String)> = found
+        .iter()
+        .map(|(prog, real)| {
+            (
+                *prog,
+                wrapper_script(&bash, prog, real, hosts, &c.namespace, default_port),
+            )
+        })
+        .collect();
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for (prog, text) in &scripts {
+        digest.update(prog.as_bytes());
+        digest.update(text.as_bytes());
+    }
+    let base = hosts
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("clients");
+    let dir = base.join(&hex::encode(digest.finalize())[..16]);
+    if dir.is_dir() {
+        return Ok(Some(dir));
+    }
+    std::fs::create_dir_all(&base)?;
+    let tmp = tempfile::Builder::new().prefix(".new-").tempdir_in(&base)?;
+    use std::os::unix::fs::PermissionsExt;
+    for (prog, text) in &scripts {
+        let f = tmp.path().join(prog);
+        std::fs::write(&f, text)?;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let tmp = tmp.keep();
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Another exec wrote the same folder first.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(Some(dir))
+}
+
+/// A shell word quoted for bash.
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn wrapper_script(
+    bash: &Path,
+    prog: &str,
+    real: &Path,
+    hosts: &Path,
+    ns: &str,
+    default_port: &str,
+) -> String {
+    format!(
+        r#"#!{bash}
+# {prog} in namespace {ns}: a Service's DNS name given as the host (-h,
+# --host or PGHOST) reaches the Service's address, as cluster DNS resolves
+# it with the pod's search path; other hosts go to the real resolver.
+real={real}
+hosts={hosts}
+ns={ns_q}
+host= port= want=
+for a in "$@"; do
+  if [ -n "$want" ]; then
+    if [ "$want" = h ]; then host=$a; else port=$a; fi
+    want=
+    continue
+  fi
+  case $a in
+    -h|--host) want=h ;;
+    -p|--port) want=p ;;
+    --host=*) host=${{a#--host=}} ;;
+    --port=*) port=${{a#--port=}} ;;
+    -h?*) host=${{a#-h}} ;;
+    -p?*) port=${{a#-p}} ;;
+  esac
+done
+[ -n "$host" ] || host=${{PGHOST:-}}
+case $host in
+  ''|/*|*,*|localhost) exec "$real" "$@" ;;
+  *.) names=${{host%.}} ;;
+  *)
+    dots=${{host//[^.]/}}
+    names="$host.$ns.svc.cluster.local $host.svc.cluster.local $host.cluster.local"
+    if [ ${{#dots}} -ge 5 ]; then names="$host $names"; else names="$names $host"; fi
+    ;;
+esac
+addr=
+if [ -r "$hosts" ]; then
+  for n in $names; do
+    while read -r ip name; do
+      if [ "$name" = "$n" ]; then addr=$ip; break 2; fi
+    done < "$hosts"
+  done
+fi
+if [ -n "$addr" ]; then
+  export PGHOSTADDR=$addr
+  [ -n "$port" ] || export PGPORT={default_port}
+{named}
+fi
+exec "$real" "$@"
+"#,
+        named = if prog == "pg_isready" {
+            // pg_isready prints the address it was given, a resolver's
+            // client the name.
+            r#"  out=$("$real" "$@"); rc=$?
+  [ -z "$out" ] || printf '%s\n' "${out/#"$addr:"/"$host:"}"
+  exit $rc"#
+        } else {
+            // libpq names a given address alone, a resolved one with its name.
+            r#"  exec "$real" "$@" 2> >(exec sed -u "s/connection to server at \"${addr//./\\.}\", port/connection to server at \"$host\" ($addr), port/" >&2)"#
+        },
+        bash = bash.display(),
+        real = quoted(&real.to_string_lossy()),
+        hosts = quoted(&hosts.to_string_lossy()),
+        ns_q = quoted(ns),
+    )
 }
 
 /// Folders every container image has.
@@ -701,6 +896,26 @@ mod tests {
             map_args("sh", &s(&["-c", "echo hi >/tmp/f", "/x"]), root),
             s(&["-c", "echo hi >/r/tmp/f", "/r/x"])
         );
+    }
+
+    #[test]
+    fn host_options_are_recognised() {
+        let none = std::collections::BTreeMap::new();
+        for argv in [
+            &["psql", "-h", "db"][..],
+            &["pg_isready", "-hdb"][..],
+            &["psql", "--host=db"][..],
+            &["pg_dump", "--host", "db"][..],
+        ] {
+            assert!(names_a_host(&s(argv), &none), "{argv:?}");
+        }
+        assert!(!names_a_host(
+            &s(&["psql", "-U", "u", "-c", "select 1"]),
+            &none
+        ));
+        assert!(!names_a_host(&s(&["psql", "--help"]), &none));
+        let pghost = std::collections::BTreeMap::from([("PGHOST".to_string(), "db".to_string())]);
+        assert!(names_a_host(&s(&["psql"]), &pghost));
     }
 
     #[test]

@@ -65,11 +65,45 @@ pub(super) fn on_create(
         obj["status"] = json!({"phase": "Active"});
         set_default(obj, &["spec", "finalizers"], json!(["kubernetes"]));
     }
+    if rt.same(&registry::JOBS) {
+        job_selector(obj);
+    }
     if rt.same(&registry::PODS) && obj.get("status").is_none_or(|s| s.get("phase").is_none()) {
         set_default(obj, &["status", "phase"], json!("Pending"));
         set_default(obj, &["status", "qosClass"], json!("BestEffort"));
     }
     Ok(())
+}
+
+/// The selector and pod labels the API server generates from a new Job's
+/// uid (unless `manualSelector`), which `kubectl logs job/NAME` relies on.
+fn job_selector(obj: &mut Value) {
+    if !obj["spec"].is_object()
+        || obj.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true)
+    {
+        return;
+    }
+    let uid = obj["metadata"]["uid"].clone();
+    let name = obj["metadata"]["name"].clone();
+    set_default(
+        obj,
+        &["spec", "selector"],
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    set_default(obj, &["spec", "template", "metadata", "labels"], json!({}));
+    if let Some(labels) = obj
+        .pointer_mut("/spec/template/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            labels.insert(k.to_string(), v.clone());
+        }
+    }
 }
 
 fn default_containers(list: Option<&mut Value>) {

@@ -15,3 +15,10 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
       name: {{ .Values.database.passwordSecret }}
       key: password
 {{- end }}
+{{- define "services.dbAddress" -}}
+{{- if contains "." .Values.database.host -}}
+{{ .Values.database.host }}
+{{- else -}}
+{{ .Values.database.host }}.{{ .Release.Namespace }}.svc.cluster.local
+{{- end -}}
+{{- end }}
