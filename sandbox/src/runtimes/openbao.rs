@@ -110,6 +110,11 @@ pub enum OpenBaoError {
     Io(#[from] std::io::Error),
 }
 
+/// How long an unsealed single node may stay a standby before the runtime
+/// takes that as its steady state (a healthy one is active in about a
+/// second).
+const STANDBY_GRACE: Duration = Duration::from_secs(10);
+
 struct BaoServer {
     child: Child,
     api_port: u16,
@@ -237,6 +242,7 @@ impl OpenBaoRuntime {
         let port = server.api_port;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut initialised_here = false;
+        let mut unsealed_since = None;
         loop {
             if let Some(status) = server.child.try_wait()? {
                 return Err(fail(format!("the server exited ({status})")));
@@ -272,11 +278,22 @@ impl OpenBaoRuntime {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
+            let since = *unsealed_since.get_or_insert_with(tokio::time::Instant::now);
             match http(port, "GET", "/v1/sys/health", None).await {
                 Ok((200, _)) => {
                     log_line(
                         &c.log_path,
                         "sandbox: OpenBao is initialised, unsealed and active",
+                    );
+                    return Ok(());
+                }
+                // Unsealed but never active (an older server on data a newer
+                // one wrote): it serves as a standby, as the real one does.
+                Ok((429, _)) if since.elapsed() >= STANDBY_GRACE => {
+                    log_line(
+                        &c.log_path,
+                        "sandbox: OpenBao is unsealed but has stayed a standby (not active); \
+                         the server's messages above say why",
                     );
                     return Ok(());
                 }
@@ -352,9 +369,11 @@ impl ImageRuntime for OpenBaoRuntime {
     fn ready<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             match self.ports(c).await {
-                Some((api, _)) => {
-                    matches!(http(api, "GET", "/v1/sys/health", None).await, Ok((200, _)))
-                }
+                // As the charts' probes: unsealed, active or standby.
+                Some((api, _)) => matches!(
+                    http(api, "GET", "/v1/sys/health?standbyok=true", None).await,
+                    Ok((200, _))
+                ),
                 None => false,
             }
         })
