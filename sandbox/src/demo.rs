@@ -43,6 +43,16 @@ pub enum DemoError {
         helm: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "StatefulSet {name} in namespace kleidia has {ready} of {want} pods ready after \
+         {secs} s; see `kubectl describe pod` and `kubectl logs` of its pods"
+    )]
+    NotReady {
+        name: String,
+        ready: i64,
+        want: i64,
+        secs: u64,
+    },
 }
 
 /// The runtimes that make pods run real software, for
@@ -131,5 +141,42 @@ pub fn install_demo_unless_empty(sandbox: &Sandbox) -> Result<bool, DemoError> {
     sandbox
         .handle()
         .block_on(install_demo(&kubeconfig, &charts_dir("1.0.0")))?;
+    wait_for_statefulsets(sandbox, std::time::Duration::from_secs(300))?;
     Ok(true)
+}
+
+/// Helm's `--wait` passes over `OnDelete` StatefulSets (OpenBao's), as on
+/// a real cluster: wait until every StatefulSet of the demo has its pods
+/// ready, so `up` hands over a ready deployment.
+fn wait_for_statefulsets(sandbox: &Sandbox, timeout: std::time::Duration) -> Result<(), DemoError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let sets = sandbox
+            .shared()
+            .store
+            .snapshot(&crate::registry::STATEFULSETS, Some(NAMESPACE));
+        let lagging = sets.iter().find_map(|s| {
+            let want = s["spec"]["replicas"].as_i64().unwrap_or(1);
+            let ready = s["status"]["readyReplicas"].as_i64().unwrap_or(0);
+            (ready < want).then(|| {
+                (
+                    s["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    ready,
+                    want,
+                )
+            })
+        });
+        let Some((name, ready, want)) = lagging else {
+            return Ok(());
+        };
+        if std::time::Instant::now() > deadline {
+            return Err(DemoError::NotReady {
+                name,
+                ready,
+                want,
+                secs: timeout.as_secs(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
