@@ -1283,3 +1283,36 @@ impl ContainerDriver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_parse_as_kubernetes_writes_them() {
+        assert_eq!(quantity("100m", true), Some(100));
+        assert_eq!(quantity("2", true), Some(2000));
+        assert_eq!(quantity("0.5", true), Some(500));
+        assert_eq!(quantity("128Mi", false), Some(128 << 20));
+        assert_eq!(quantity("23Gi", false), Some(23 << 30));
+        assert_eq!(quantity("1G", false), Some(1_000_000_000));
+        assert_eq!(quantity("1e3", false), Some(1000));
+        assert_eq!(quantity("abc", false), None);
+    }
+
+    #[test]
+    fn requests_sum_containers_and_cover_init_containers() {
+        let spec = json!({
+            "initContainers": [{"resources": {"requests": {"cpu": "1"}}}],
+            "containers": [
+                {"resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}},
+                {"resources": {"limits": {"cpu": "100m", "memory": "64Mi"}}},
+            ],
+        });
+        assert_eq!(pod_requests(&spec), [1000, 320 << 20]);
+        assert_eq!(qos_class(&spec), "Burstable");
+        assert_eq!(qos_class(&json!({"containers": [{}]})), "BestEffort");
+        let g = json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
+        assert_eq!(qos_class(&g), "Guaranteed");
+    }
+}

@@ -774,3 +774,18 @@ fn parse_response(resp: &[u8]) -> Option<(u16, Vec<u8>)> {
         rest = rest.get(size + 2..)?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_by_their_numbers() {
+        assert_eq!(version_key("2.6.2"), [2, 6, 2]);
+        assert_eq!(version_key("v2.7.2"), [2, 7, 2]);
+        assert_eq!(version_key("2.6.2-ubi"), [2, 6, 2]);
+        assert_eq!(version_key("2.6"), [2, 6]);
+        assert!(version_key("latest").is_empty());
+        assert!(version_key("2.10.0") > version_key("2.9.9"));
+    }
+}

@@ -1287,4 +1287,18 @@ mod tests {
                 .is_none()
         );
     }
+
+    #[test]
+    fn image_tags_name_a_major_as_postgresql_counts_them() {
+        let v = |t: &str| image_version(t);
+        assert_eq!(v("16.4"), Some(("16".into(), "16.4".into())));
+        assert_eq!(v("16.4-bookworm"), Some(("16".into(), "16.4".into())));
+        assert_eq!(v("16-alpine"), Some(("16".into(), "16.14".into())));
+        assert_eq!(v("15"), Some(("15".into(), "15.18".into())));
+        assert_eq!(v("9.6.24"), Some(("9.6".into(), "9.6.24".into())));
+        assert_eq!(v("21"), Some(("21".into(), "21.0".into())));
+        assert_eq!(v("latest"), None);
+        assert_eq!(v("alpine"), None);
+        assert_eq!(major_of("15.18"), "15");
+    }
 }
