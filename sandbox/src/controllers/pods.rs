@@ -1,5 +1,6 @@
 //! The kubelet of the sandbox node: drives each pod from Pending to Ready
-//! (scheduled to [`NODE_NAME`], images "pulled", containers created and
+//! (scheduled to [`NODE_NAME`] once the node's allocatable CPU and memory
+//! have room for its requests, images "pulled", containers created and
 //! started through their [`ImageRuntime`], Ready once
 //! `options.pod_ready_delay` has passed and the runtime says ready),
 //! reports restarts, image pull errors and completion, and stops the
@@ -631,8 +632,7 @@ pub fn pod_requests(spec: &Value) -> [i128; 2] {
             .or_else(|| c["resources"]["limits"][key].as_str());
         q.and_then(|q| quantity(q, i == 0)).unwrap_or(0)
     };
-    let mut total = [0i128; 2];
-    for i in 0..2 {
+    [0, 1].map(|i| {
         let sum: i128 = spec["containers"]
             .as_array()
             .into_iter()
@@ -646,9 +646,8 @@ pub fn pod_requests(spec: &Value) -> [i128; 2] {
             .map(|c| of(c, i))
             .max()
             .unwrap_or(0);
-        total[i] = sum.max(init);
-    }
-    total
+        sum.max(init)
+    })
 }
 
 /// A Kubernetes quantity (`100m`, `2`, `0.5`, `128Mi`, `1G`) in

@@ -1,5 +1,9 @@
 //! The `openbao` (and `vault`) image: a real OpenBao server per container.
 //!
+//! The image tag picks the server ([`bao_for_image`]): the installed OpenBao
+//! of that version, else one of the same major.minor, else the newest
+//! installed; `file` storage always runs 2.6, the last version with it.
+//!
 //! Raft storage by default, `file` storage on request. The runtime
 //! initialises the server on its first start and keeps the root token and
 //! keys in 0600 files under the container's root. Like the Kleidia chart it

@@ -7,6 +7,10 @@
 //! `POSTGRES_PASSWORD`), `POSTGRES_DB` is created, socket connections are
 //! trusted and TCP connections need the password.
 //!
+//! A tag naming a major (`16.4`, `16-alpine`) runs that major's server; a
+//! data folder of another major is refused with PostgreSQL's own message
+//! and the container exits 1, as the real image does.
+//!
 //! Exec runs the real client binaries (`psql`, `pg_dumpall`, ...) pointed at
 //! this server through `PGHOST`/`PGPORT`; anything else goes to the shell
 //! runtime.
