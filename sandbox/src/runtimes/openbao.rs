@@ -308,7 +308,16 @@ impl OpenBaoRuntime {
 
     async fn initialise(&self, c: &ContainerRef, port: u16) -> Result<(), OpenBaoError> {
         let body = serde_json::json!({"recovery_shares": 1, "recovery_threshold": 1});
-        let (status, resp) = http(port, "PUT", "/v1/sys/init", Some(body.to_string())).await?;
+        // The answer carries the only copy of the root token: give the
+        // server time to elect itself leader before it answers.
+        let (status, resp) = http_within(
+            port,
+            "PUT",
+            "/v1/sys/init",
+            Some(body.to_string()),
+            INIT_TIMEOUT,
+        )
+        .await?;
         if status != 200 {
             return Err(OpenBaoError::Server {
                 pod: c.pod.clone(),
@@ -530,7 +539,9 @@ fn server_config(
 ) -> String {
     let storage = match storage {
         OpenBaoStorage::Raft => format!(
-            "storage \"raft\" {{\n  path = {:?}\n  node_id = {:?}\n}}\n",
+            // A single node: elect itself in about a second instead of ten
+            // (OpenBao 2.6 waits out the default timeouts on first start).
+            "storage \"raft\" {{\n  path = {:?}\n  node_id = {:?}\n  performance_multiplier = 1\n}}\n",
             data.display().to_string(),
             c.pod
         ),
@@ -725,12 +736,26 @@ fn workspace_roots() -> Vec<PathBuf> {
     roots
 }
 
+/// How long `sys/init` may take to answer.
+const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One HTTP/1.1 request to the local server; (status, body).
 async fn http(
     port: u16,
     method: &str,
     path: &str,
     body: Option<String>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    http_within(port, method, path, body, Duration::from_secs(10)).await
+}
+
+/// [`http`] with its own time limit.
+async fn http_within(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    limit: Duration,
 ) -> std::io::Result<(u16, Vec<u8>)> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
@@ -747,7 +772,7 @@ async fn http(
             std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response")
         })
     };
-    tokio::time::timeout(Duration::from_secs(10), fut)
+    tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "OpenBao did not answer"))?
 }
