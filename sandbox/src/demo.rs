@@ -138,17 +138,20 @@ pub fn install_demo_unless_empty(sandbox: &Sandbox) -> Result<bool, DemoError> {
         return Ok(false);
     }
     let kubeconfig = sandbox.kubeconfig_path().to_path_buf();
-    sandbox
-        .handle()
-        .block_on(install_demo(&kubeconfig, &charts_dir("1.0.0")))?;
-    wait_for_statefulsets(sandbox, std::time::Duration::from_secs(300))?;
+    sandbox.handle().block_on(async {
+        install_demo(&kubeconfig, &charts_dir("1.0.0")).await?;
+        wait_for_statefulsets(sandbox, std::time::Duration::from_secs(300)).await
+    })?;
     Ok(true)
 }
 
 /// Helm's `--wait` passes over `OnDelete` StatefulSets (OpenBao's), as on
 /// a real cluster: wait until every StatefulSet of the demo has its pods
 /// ready, so `up` hands over a ready deployment.
-fn wait_for_statefulsets(sandbox: &Sandbox, timeout: std::time::Duration) -> Result<(), DemoError> {
+pub async fn wait_for_statefulsets(
+    sandbox: &Sandbox,
+    timeout: std::time::Duration,
+) -> Result<(), DemoError> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let sets = sandbox
@@ -177,6 +180,6 @@ fn wait_for_statefulsets(sandbox: &Sandbox, timeout: std::time::Duration) -> Res
                 secs: timeout.as_secs(),
             });
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

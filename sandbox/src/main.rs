@@ -205,7 +205,10 @@ fn run(cli: Cli) -> Result<()> {
                 let charts = demo::charts_dir("1.0.0");
                 let installed = sb.handle().block_on(async {
                     tokio::select! {
-                        r = demo::install_demo(&kubeconfig, &charts) => Some(r),
+                        r = async {
+                            demo::install_demo(&kubeconfig, &charts).await?;
+                            demo::wait_for_statefulsets(&sb, Duration::from_secs(300)).await
+                        } => Some(r),
                         _ = stop.recv() => None,
                     }
                 });
