@@ -521,7 +521,7 @@ fn renamed_postgres_is_discovered_and_failing_probes_stay_in_their_rows() {
     c.apply_manifest(ns, DATA_RENAMED);
     c.store_release_secret(
         ns,
-        &ReleaseFixture::new("kleidia-data", 1, "2.0.0", "16.2", DATA_RENAMED),
+        &ReleaseFixture::new("kleidia-data", 1, "2.0.0", "15.10", DATA_RENAMED),
     );
     c.wait_for_ready_pods(ns, 1);
 

@@ -54,6 +54,16 @@ pub enum DemoError {
         helm: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "StatefulSet {name} in namespace kleidia has {ready} of {want} pods ready after \
+         {secs} s; see `kubectl describe pod` and `kubectl logs` of its pods"
+    )]
+    NotReady {
+        name: String,
+        ready: i64,
+        want: i64,
+        secs: u64,
+    },
 }
 
 /// The runtimes that make pods run real software, for
@@ -184,8 +194,48 @@ pub fn install_demo_unless_empty(sandbox: &Sandbox) -> Result<bool, DemoError> {
     let kubeconfig = sandbox.kubeconfig_path().to_path_buf();
     let helm = sandbox.demo_helm()?;
     let charts = resolve_charts(sandbox.demo_charts())?;
-    sandbox
-        .handle()
-        .block_on(install_demo_with(&helm, &kubeconfig, &charts))?;
+    sandbox.handle().block_on(async {
+        install_demo_with(&helm, &kubeconfig, &charts).await?;
+        wait_for_statefulsets(sandbox, std::time::Duration::from_secs(300)).await
+    })?;
     Ok(true)
+}
+
+/// Helm's `--wait` passes over `OnDelete` StatefulSets (OpenBao's), as on
+/// a real cluster: wait until every StatefulSet of the demo has its pods
+/// ready, so `up` hands over a ready deployment.
+pub async fn wait_for_statefulsets(
+    sandbox: &Sandbox,
+    timeout: std::time::Duration,
+) -> Result<(), DemoError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let sets = sandbox
+            .shared()
+            .store
+            .snapshot(&crate::registry::STATEFULSETS, Some(NAMESPACE));
+        let lagging = sets.iter().find_map(|s| {
+            let want = s["spec"]["replicas"].as_i64().unwrap_or(1);
+            let ready = s["status"]["readyReplicas"].as_i64().unwrap_or(0);
+            (ready < want).then(|| {
+                (
+                    s["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    ready,
+                    want,
+                )
+            })
+        });
+        let Some((name, ready, want)) = lagging else {
+            return Ok(());
+        };
+        if std::time::Instant::now() > deadline {
+            return Err(DemoError::NotReady {
+                name,
+                ready,
+                want,
+                secs: timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

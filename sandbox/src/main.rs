@@ -237,7 +237,10 @@ fn run(cli: Cli) -> Result<()> {
                 let kubeconfig = sb.kubeconfig_path().to_path_buf();
                 let installed = sb.handle().block_on(async {
                     tokio::select! {
-                        r = demo::install_demo_with(&demo_helm, &kubeconfig, &charts_folder) => Some(r),
+                        r = async {
+                            demo::install_demo_with(&demo_helm, &kubeconfig, &charts_folder).await?;
+                            demo::wait_for_statefulsets(&sb, Duration::from_secs(300)).await
+                        } => Some(r),
                         _ = stop.recv() => None,
                     }
                 });

@@ -26,10 +26,11 @@ use crate::registry::{self, ResourceType};
 /// What kube-apiserver reports as its OpenAPI `info.version`.
 const KUBERNETES_VERSION: &str = "v1.33.0";
 
-/// Content type of the protobuf `/openapi/v2` document, as clients ask for
-/// it in `Accept`.
+/// Content type of the protobuf `/openapi/v2` answer. Clients ask with the
+/// `...v2@v1.0+protobuf` spelling; kube-openapi answers with this one, which
+/// Go's mime parser accepts (kubectl's validation parses it).
 pub const V2_PROTOBUF_CONTENT_TYPE: &str =
-    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// The `/openapi/v3` listing: one entry per group version, e.g.
 /// `{"paths":{"api/v1":{"serverRelativeURL":"/openapi/v3/api/v1?hash=.."}}}`.
@@ -653,7 +654,7 @@ mod tests {
         let (content_type, bytes) = v2_protobuf();
         assert_eq!(
             content_type,
-            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
         );
         let doc = gnostic::Document::decode(bytes.as_slice()).unwrap();
         assert_eq!(doc.swagger, "2.0");

@@ -88,6 +88,17 @@ pub enum ExecOutcome {
     Failed(String),
 }
 
+/// What [`ImageRuntime::start`] returns when the container's main process
+/// ran and exited at once with `code`, having written its own reason to the
+/// container log (PostgreSQL refusing a data directory of another major):
+/// the kubelet reports a container that started and terminated, not one
+/// that failed to start.
+#[derive(Debug, thiserror::Error)]
+#[error("the container's main process exited with code {code}")]
+pub struct ContainerExited {
+    pub code: i32,
+}
+
 /// The behaviour of containers whose image matches.
 pub trait ImageRuntime: Send + Sync + 'static {
     /// A short name for logs and errors.

@@ -420,7 +420,9 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
 
     // Platform and data move to 1.1.0: their StatefulSet pods are replaced
     // and come back with their data (PostgreSQL rows, an OpenBao that
-    // unseals by itself with the kept static key).
+    // unseals by itself with the kept static key). OpenBao's StatefulSet is
+    // `OnDelete`, as the real chart ships it: helm upgrade restarts no
+    // OpenBao pod, so the test deletes it as an operator does.
     for release in ["kleidia-platform", "kleidia-data"] {
         env.helm_ok(&[
             "upgrade",
@@ -433,6 +435,21 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
             "3m",
         ]);
     }
+    env.kubectl(&[
+        "delete",
+        "pod",
+        "kleidia-platform-openbao-0",
+        "-n",
+        "kleidia",
+    ]);
+    env.kubectl(&[
+        "wait",
+        "pod/kleidia-platform-openbao-0",
+        "-n",
+        "kleidia",
+        "--for=condition=Ready",
+        "--timeout=180s",
+    ]);
     let images = env.kubectl(&[
         "get",
         "pods",
@@ -442,7 +459,7 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
         "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
     ]);
     assert!(images.contains("postgres:15.6"), "{images}");
-    assert!(images.contains("openbao:2.4.3"), "{images}");
+    assert!(images.contains("openbao:2.7.2"), "{images}");
     let versions = env.psql("SELECT count(*) FROM schema_migrations");
     assert_eq!(
         versions.trim(),
@@ -455,6 +472,10 @@ fn install_upgrade_history_rollback_and_a_failing_upgrade() {
         "OpenBao unseals itself after its pod is replaced"
     );
     assert_eq!(status["initialized"], true);
+    assert_eq!(
+        status["version"], "2.7.2",
+        "the replaced pod runs the OpenBao of its new image"
+    );
 
     let missing = env.helm(&["history", "no-such-release", "-n", "kleidia"]);
     assert_eq!(missing.status.code(), Some(1));

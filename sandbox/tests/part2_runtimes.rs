@@ -125,7 +125,7 @@ async fn postgres_serves_dumps_restores_and_keeps_data_across_restarts() {
         dir.path(),
         "scratch",
         "restore-0",
-        "postgres:16-alpine",
+        "postgres:15-alpine",
         &[],
     );
     rt.start(&scratch).await.expect("throwaway postgres starts");

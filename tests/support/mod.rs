@@ -303,6 +303,42 @@ impl Cluster {
             "--timeout",
             "180s",
         ]);
+        self.wait_for_statefulsets(ns);
+    }
+
+    /// Helm's `--wait` passes over `OnDelete` StatefulSets (OpenBao's), as
+    /// on a real cluster: waits until every StatefulSet in `ns` has its
+    /// pods ready, as an operator's `kubectl wait` would.
+    pub fn wait_for_statefulsets(&self, ns: &str) {
+        let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            let sets = self
+                .block_on(api.list(&ListParams::default()))
+                .unwrap()
+                .items;
+            let lagging: Vec<String> = sets
+                .iter()
+                .filter(|s| {
+                    let want = s.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1);
+                    let ready = s
+                        .status
+                        .as_ref()
+                        .and_then(|x| x.ready_replicas)
+                        .unwrap_or(0);
+                    ready < want
+                })
+                .filter_map(|s| s.metadata.name.clone())
+                .collect();
+            if lagging.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "StatefulSets in {ns} without all pods ready after 180 s: {lagging:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     pub fn helm(&self, args: &[&str]) -> String {

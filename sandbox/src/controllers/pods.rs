@@ -1,5 +1,6 @@
 //! The kubelet of the sandbox node: drives each pod from Pending to Ready
-//! (scheduled to [`NODE_NAME`], images "pulled", containers created and
+//! (scheduled to [`NODE_NAME`] once the node's allocatable CPU and memory
+//! have room for its requests, images "pulled", containers created and
 //! started through their [`ImageRuntime`], Ready once
 //! `options.pod_ready_delay` has passed and the runtime says ready),
 //! reports restarts, image pull errors and completion, and stops the
@@ -381,9 +382,13 @@ async fn run_pod(shared: Arc<Shared>, pod: Value, ip: String, cancel: Cancellati
         .as_str()
         .unwrap_or("Always")
         .to_string();
+    // Scheduling: wait (Pending, PodScheduled False) while the node has no
+    // room for the pod's requests.
+    if !wait_for_room(&shared, &pod, &cancel).await {
+        return;
+    }
     let started_at = now();
-
-    // Scheduling.
+    let qos = qos_class(&pod["spec"]);
     let scheduled = shared.store.mutate(&registry::PODS, Some(&ns), &pname, |p| {
         p["spec"]["nodeName"] = json!(NODE_NAME);
         let st = &mut p["status"];
@@ -393,7 +398,7 @@ async fn run_pod(shared: Arc<Shared>, pod: Value, ip: String, cancel: Cancellati
         st["podIP"] = json!(ip);
         st["podIPs"] = json!([{"ip": ip}]);
         st["startTime"] = json!(started_at);
-        st["qosClass"] = st["qosClass"].as_str().map(|s| json!(s)).unwrap_or(json!("BestEffort"));
+        st["qosClass"] = json!(qos);
         st["conditions"] = json!([
             {"type": "PodReadyToStartContainers", "status": "False", "lastProbeTime": null, "lastTransitionTime": started_at},
             {"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": started_at},
@@ -536,6 +541,185 @@ async fn run_pod(shared: Arc<Shared>, pod: Value, ip: String, cancel: Cancellati
             .join(&pname)
             .join(uid(&pod)),
     );
+}
+
+/// How often an unschedulable pod is tried again.
+const SCHEDULE_RETRY: Duration = Duration::from_millis(500);
+
+/// Holds a pod back until the node's `status.allocatable` CPU and memory,
+/// less the requests of the pods already on it, cover its requests (as the
+/// scheduler's NodeResourcesFit does), reporting `FailedScheduling` like
+/// the real one meanwhile. False when the pod was deleted first.
+async fn wait_for_room(shared: &Shared, pod: &Value, cancel: &CancellationToken) -> bool {
+    let (ns, pname) = (namespace(pod), name(pod));
+    let mut reported = String::new();
+    loop {
+        let Some(short) = lacking_resources(shared, pod) else {
+            return true;
+        };
+        let message = format!(
+            "0/1 nodes are available: 1 Insufficient {short}. preemption: 0/1 nodes are \
+             available: 1 No preemption victims found for incoming pod."
+        );
+        if message != reported {
+            let ts = now();
+            let _ = shared.store.mutate(&registry::PODS, Some(ns), pname, |p| {
+                let qos = qos_class(&p["spec"]);
+                let st = &mut p["status"];
+                st["phase"] = json!("Pending");
+                st["qosClass"] = json!(qos);
+                st["conditions"] = json!([{
+                    "type": "PodScheduled", "status": "False", "lastProbeTime": null,
+                    "lastTransitionTime": ts, "reason": "Unschedulable", "message": message,
+                }]);
+            });
+            events::record(
+                shared,
+                pod,
+                EventType::Warning,
+                "FailedScheduling",
+                &message,
+                "default-scheduler",
+                "",
+            );
+            reported = message;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep(SCHEDULE_RETRY) => {}
+        }
+    }
+}
+
+/// What the node lacks for `pod` (`cpu`, `memory`, `cpu, 1 Insufficient
+/// memory`), or None when it fits.
+fn lacking_resources(shared: &Shared, pod: &Value) -> Option<String> {
+    let node = shared.store.try_get(&registry::NODES, None, NODE_NAME)?;
+    let want = pod_requests(&pod["spec"]);
+    let mut used = [0i128; 2];
+    for p in shared.store.snapshot(&registry::PODS, None) {
+        if uid(&p) == uid(pod)
+            || super::terminating(&p)
+            || p["spec"]["nodeName"].as_str() != Some(NODE_NAME)
+            || matches!(
+                p["status"]["phase"].as_str(),
+                Some("Succeeded") | Some("Failed")
+            )
+        {
+            continue;
+        }
+        let r = pod_requests(&p["spec"]);
+        used[0] += r[0];
+        used[1] += r[1];
+    }
+    let mut short = Vec::new();
+    for (i, res) in ["cpu", "memory"].iter().enumerate() {
+        let Some(alloc) = node["status"]["allocatable"][*res]
+            .as_str()
+            .and_then(|q| quantity(q, i == 0))
+        else {
+            continue;
+        };
+        if want[i] > 0 && want[i] > alloc - used[i] {
+            short.push(*res);
+        }
+    }
+    (!short.is_empty()).then(|| short.join(", 1 Insufficient "))
+}
+
+/// A pod's CPU (millicores) and memory (bytes) requests: its containers'
+/// sum, or its largest init container's when that is more.
+pub fn pod_requests(spec: &Value) -> [i128; 2] {
+    let of = |c: &Value, i: usize| -> i128 {
+        let key = ["cpu", "memory"][i];
+        // A limit without a request requests the limit.
+        let q = c["resources"]["requests"][key]
+            .as_str()
+            .or_else(|| c["resources"]["limits"][key].as_str());
+        q.and_then(|q| quantity(q, i == 0)).unwrap_or(0)
+    };
+    [0, 1].map(|i| {
+        let sum: i128 = spec["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| of(c, i))
+            .sum();
+        let init = spec["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| of(c, i))
+            .max()
+            .unwrap_or(0);
+        sum.max(init)
+    })
+}
+
+/// A Kubernetes quantity (`100m`, `2`, `0.5`, `128Mi`, `1G`) in
+/// millicores (`milli`) or base units, rounded up.
+pub fn quantity(q: &str, milli: bool) -> Option<i128> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0f64.powi(2),
+        "Gi" => 1024.0f64.powi(3),
+        "Ti" => 1024.0f64.powi(4),
+        "Pi" => 1024.0f64.powi(5),
+        "Ei" => 1024.0f64.powi(6),
+        s => {
+            // Decimal exponent: 1e3, 5E6.
+            let e: i32 = s.strip_prefix(['e', 'E'])?.parse().ok()?;
+            10f64.powi(e)
+        }
+    };
+    let v = num * factor * if milli { 1000.0 } else { 1.0 };
+    Some(v.ceil() as i128)
+}
+
+/// The pod's QoS class, as the API server computes it.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec[*k].as_array())
+        .flatten()
+        .collect();
+    let res =
+        |c: &Value, kind: &str, key: &str| c["resources"][kind][key].as_str().map(str::to_string);
+    let any = containers.iter().any(|c| {
+        ["requests", "limits"].iter().any(|k| {
+            c["resources"][*k]
+                .as_object()
+                .is_some_and(|o| o.contains_key("cpu") || o.contains_key("memory"))
+        })
+    });
+    if !any {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|k| {
+            let limit = res(c, "limits", k);
+            limit.is_some() && res(c, "requests", k).is_none_or(|r| Some(r) == limit)
+        })
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 fn set_init_status(
@@ -957,6 +1141,28 @@ impl ContainerDriver {
                 self.rt.start(&self.c).await
             };
             let exit: i32 = match start_result {
+                Err(e)
+                    if e.downcast_ref::<crate::runtime::ContainerExited>()
+                        .is_some() =>
+                {
+                    // The process started, said why in its log and exited.
+                    let code = e
+                        .downcast_ref::<crate::runtime::ContainerExited>()
+                        .map_or(1, |x| x.code);
+                    self.event(
+                        EventType::Normal,
+                        "Started",
+                        &format!("Started container {cname}"),
+                    );
+                    self.update(|s| {
+                        s.status["state"] = json!({"running": {"startedAt": started}});
+                        s.status["started"] = json!(true);
+                        s.status["imageID"] = json!(image_id(&image));
+                        s.status["containerID"] = json!(container_id);
+                    });
+                    self.rt.stop(&self.c).await;
+                    code
+                }
                 Err(e) => {
                     self.log_line(&format!("container failed to start: {e:#}"));
                     self.event(
@@ -1080,5 +1286,38 @@ impl ContainerDriver {
                 128
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_parse_as_kubernetes_writes_them() {
+        assert_eq!(quantity("100m", true), Some(100));
+        assert_eq!(quantity("2", true), Some(2000));
+        assert_eq!(quantity("0.5", true), Some(500));
+        assert_eq!(quantity("128Mi", false), Some(128 << 20));
+        assert_eq!(quantity("23Gi", false), Some(23 << 30));
+        assert_eq!(quantity("1G", false), Some(1_000_000_000));
+        assert_eq!(quantity("1e3", false), Some(1000));
+        assert_eq!(quantity("abc", false), None);
+    }
+
+    #[test]
+    fn requests_sum_containers_and_cover_init_containers() {
+        let spec = json!({
+            "initContainers": [{"resources": {"requests": {"cpu": "1"}}}],
+            "containers": [
+                {"resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}},
+                {"resources": {"limits": {"cpu": "100m", "memory": "64Mi"}}},
+            ],
+        });
+        assert_eq!(pod_requests(&spec), [1000, 320 << 20]);
+        assert_eq!(qos_class(&spec), "Burstable");
+        assert_eq!(qos_class(&json!({"containers": [{}]})), "BestEffort");
+        let g = json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
+        assert_eq!(qos_class(&g), "Guaranteed");
     }
 }

@@ -2,8 +2,17 @@
 //! once the previous ones are Running and Ready (OrderedReady; Parallel
 //! creates them at once), PVCs `<template>-<name>-<i>` from
 //! `volumeClaimTemplates` that outlive the pods, ControllerRevisions per
-//! template, rolling updates from the highest ordinal (honouring
-//! `partition`), and the status `kubectl rollout status` reads.
+//! template, and the two update strategies as Kubernetes 1.36 runs them:
+//!
+//! - `RollingUpdate`: replaces pods from the highest ordinal down to the
+//!   `partition`; a missing pod below the partition comes back on the
+//!   current revision.
+//! - `OnDelete`: pods keep their revision until someone deletes them; a
+//!   deleted or missing pod comes back on the update revision.
+//!
+//! Status as the real controller writes it: `currentRevision` moves to
+//! `updateRevision` once every pod is on it and ready (for both strategies
+//! since 1.36), counts left out when zero.
 
 use serde_json::{Value, json};
 
@@ -66,7 +75,7 @@ fn ensure_revision(shared: &Shared, s: &Value) -> String {
             },
             // As Kubernetes stores it: a strategic merge patch that puts
             // the template back (`kubectl rollout undo` applies it).
-            "data": {"spec": {"template": revision_template(&s["spec"]["template"])}},
+            "data": {"spec": {"template": undo_patch(&s["spec"]["template"])}},
             "revision": max + 1,
         });
         let _ = shared
@@ -76,7 +85,7 @@ fn ensure_revision(shared: &Shared, s: &Value) -> String {
     rev_name
 }
 
-fn revision_template(t: &Value) -> Value {
+fn undo_patch(t: &Value) -> Value {
     let mut t = t.clone();
     if let Some(o) = t.as_object_mut() {
         o.insert("$patch".into(), json!("replace"));
@@ -96,6 +105,19 @@ fn reconcile_one(shared: &Shared, s: &Value) {
     let partition = s["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
         .as_i64()
         .unwrap_or(0);
+
+    // The revision pods below the partition keep: the one in the status,
+    // while its ControllerRevision is there.
+    let current_rev = s["status"]["currentRevision"]
+        .as_str()
+        .filter(|r| {
+            shared
+                .store
+                .try_get(&registry::CONTROLLERREVISIONS, Some(&ns), r)
+                .is_some()
+        })
+        .unwrap_or(&update_rev)
+        .to_string();
 
     let pod_of = |i: i64| -> Option<Value> {
         shared
@@ -128,7 +150,15 @@ fn reconcile_one(shared: &Shared, s: &Value) {
         {
             break;
         }
-        let created = create_pod(shared, s, i, &update_rev);
+        // As Kubernetes' newVersionedStatefulSetPod: below a RollingUpdate
+        // partition a pod is recreated on the current revision.
+        let below_partition = strategy == "RollingUpdate" && i < partition;
+        let created = if below_partition && current_rev != update_rev {
+            revision_template(shared, &ns, &current_rev)
+                .and_then(|t| create_pod(shared, s, &t, i, &current_rev))
+        } else {
+            create_pod(shared, s, &s["spec"]["template"], i, &update_rev)
+        };
         pods[i as usize] = created;
         if !parallel {
             break;
@@ -178,44 +208,80 @@ fn reconcile_one(shared: &Shared, s: &Value) {
         }
     }
 
-    // Status.
-    let pods: Vec<Value> = (0..want).filter_map(pod_of).collect();
-    let ready = pods.iter().filter(|p| super::pods::is_ready(p)).count() as i64;
-    let updated = pods
+    // Status, counted over every pod the set owns (those being scaled away
+    // too), as the real controller does.
+    let owned: Vec<Value> = shared
+        .store
+        .snapshot(&registry::PODS, Some(&ns))
+        .into_iter()
+        .filter(|p| owned_by(p, uid(s)))
+        .filter(|p| {
+            name(p)
+                .strip_prefix(&format!("{sname}-"))
+                .is_some_and(|o| o.parse::<i64>().is_ok())
+        })
+        .map(|p| (*p).clone())
+        .collect();
+    let replicas = owned.len() as i64;
+    let ready = owned
         .iter()
-        .filter(|p| p["metadata"]["labels"][REV_LABEL].as_str() == Some(update_rev.as_str()))
+        .filter(|p| super::pods::is_ready(p) && p["status"]["phase"] == "Running")
         .count() as i64;
-    let current_rev_before = s["status"]["currentRevision"]
-        .as_str()
-        .unwrap_or(&update_rev)
-        .to_string();
-    let current_rev = if updated == want && ready == want {
-        update_rev.clone()
-    } else {
-        current_rev_before
+    let on = |rev: &str| {
+        owned
+            .iter()
+            .filter(|p| !terminating(p))
+            .filter(|p| p["metadata"]["labels"][REV_LABEL].as_str() == Some(rev))
+            .count() as i64
     };
-    let current = pods
-        .iter()
-        .filter(|p| p["metadata"]["labels"][REV_LABEL].as_str() == Some(current_rev.as_str()))
-        .count() as i64;
+    let updated = on(&update_rev);
+    // completeRollingUpdate: every pod updated and ready.
+    let (current_rev, current) = if updated == replicas && ready == replicas {
+        (update_rev.clone(), updated)
+    } else {
+        let n = on(&current_rev);
+        (current_rev, n)
+    };
     let generation = s["metadata"]["generation"].clone();
     let _ = shared
         .store
         .mutate(&registry::STATEFULSETS, Some(&ns), &sname, |s| {
             let st = &mut s["status"];
             st["observedGeneration"] = generation;
-            st["replicas"] = json!(pods.len());
-            st["readyReplicas"] = json!(ready);
+            st["replicas"] = json!(replicas);
             st["availableReplicas"] = json!(ready);
-            st["currentReplicas"] = json!(current);
-            st["updatedReplicas"] = json!(updated);
+            st["collisionCount"] = json!(0);
             st["currentRevision"] = json!(current_rev);
             st["updateRevision"] = json!(update_rev);
-            st["collisionCount"] = json!(0);
+            // `omitempty` counts: a real API server leaves out zeros.
+            for (k, v) in [
+                ("readyReplicas", ready),
+                ("currentReplicas", current),
+                ("updatedReplicas", updated),
+            ] {
+                if v == 0 {
+                    if let Some(o) = st.as_object_mut() {
+                        o.remove(k);
+                    }
+                } else {
+                    st[k] = json!(v);
+                }
+            }
         });
 }
 
-fn create_pod(shared: &Shared, s: &Value, i: i64, rev: &str) -> Option<Value> {
+/// The pod template a ControllerRevision stored (without the `$patch`
+/// directive that makes it an undo patch).
+fn revision_template(shared: &Shared, ns: &str, rev: &str) -> Option<Value> {
+    let r = shared
+        .store
+        .try_get(&registry::CONTROLLERREVISIONS, Some(ns), rev)?;
+    let mut t = r["data"]["spec"]["template"].clone();
+    t.as_object_mut()?.remove("$patch");
+    Some(t)
+}
+
+fn create_pod(shared: &Shared, s: &Value, template: &Value, i: i64, rev: &str) -> Option<Value> {
     let ns = namespace(s);
     let sname = name(s);
     let pod_name = format!("{sname}-{i}");
@@ -264,7 +330,7 @@ fn create_pod(shared: &Shared, s: &Value, i: i64, rev: &str) -> Option<Value> {
     }
     let mut pod = super::pod_from_template(
         s,
-        &s["spec"]["template"],
+        template,
         Some(&pod_name),
         "",
         &[

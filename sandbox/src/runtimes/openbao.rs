@@ -1,5 +1,9 @@
 //! The `openbao` (and `vault`) image: a real OpenBao server per container.
 //!
+//! The image tag picks the server ([`bao_for_image`]): the installed OpenBao
+//! of that version, else one of the same major.minor, else the newest
+//! installed; `file` storage always runs 2.6, the last version with it.
+//!
 //! Raft storage by default, `file` storage on request. The runtime
 //! initialises the server on its first start and keeps the root token and
 //! keys in 0600 files under the container's root. Like the Kleidia chart it
@@ -110,10 +114,17 @@ pub enum OpenBaoError {
     Io(#[from] std::io::Error),
 }
 
+/// How long an unsealed single node may stay a standby before the runtime
+/// takes that as its steady state (a healthy one is active in about a
+/// second).
+const STANDBY_GRACE: Duration = Duration::from_secs(10);
+
 struct BaoServer {
     child: Child,
     api_port: u16,
     cluster_port: u16,
+    /// The binary it runs, so exec's `bao` is the image's version too.
+    bao: PathBuf,
 }
 
 /// The runtime for `openbao*` and `vault*` images.
@@ -157,10 +168,9 @@ impl OpenBaoRuntime {
             }
             servers.remove(&c.root);
         }
-        let bao = match self.storage {
-            OpenBaoStorage::Raft => find_bao()?,
-            OpenBaoStorage::File => find_file_storage_bao()?,
-        };
+        let choice = bao_for_image(c.image_tag(), self.storage)?;
+        log_line(&c.log_path, &format!("sandbox: {}", choice.why));
+        let bao = choice.path;
         let state = state_dir(c);
         let data = c.root.join("openbao/data");
         for d in [&state, &data] {
@@ -209,6 +219,7 @@ impl OpenBaoRuntime {
                 child,
                 api_port,
                 cluster_port,
+                bao: bao.clone(),
             };
             match self.bring_up(c, &mut server).await {
                 Ok(()) => {
@@ -235,6 +246,7 @@ impl OpenBaoRuntime {
         let port = server.api_port;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut initialised_here = false;
+        let mut unsealed_since = None;
         loop {
             if let Some(status) = server.child.try_wait()? {
                 return Err(fail(format!("the server exited ({status})")));
@@ -270,11 +282,22 @@ impl OpenBaoRuntime {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
+            let since = *unsealed_since.get_or_insert_with(tokio::time::Instant::now);
             match http(port, "GET", "/v1/sys/health", None).await {
                 Ok((200, _)) => {
                     log_line(
                         &c.log_path,
                         "sandbox: OpenBao is initialised, unsealed and active",
+                    );
+                    return Ok(());
+                }
+                // Unsealed but never active (an older server on data a newer
+                // one wrote): it serves as a standby, as the real one does.
+                Ok((429, _)) if since.elapsed() >= STANDBY_GRACE => {
+                    log_line(
+                        &c.log_path,
+                        "sandbox: OpenBao is unsealed but has stayed a standby (not active); \
+                         the server's messages above say why",
                     );
                     return Ok(());
                 }
@@ -285,7 +308,16 @@ impl OpenBaoRuntime {
 
     async fn initialise(&self, c: &ContainerRef, port: u16) -> Result<(), OpenBaoError> {
         let body = serde_json::json!({"recovery_shares": 1, "recovery_threshold": 1});
-        let (status, resp) = http(port, "PUT", "/v1/sys/init", Some(body.to_string())).await?;
+        // The answer carries the only copy of the root token: give the
+        // server time to elect itself leader before it answers.
+        let (status, resp) = http_within(
+            port,
+            "PUT",
+            "/v1/sys/init",
+            Some(body.to_string()),
+            INIT_TIMEOUT,
+        )
+        .await?;
         if status != 200 {
             return Err(OpenBaoError::Server {
                 pod: c.pod.clone(),
@@ -350,9 +382,11 @@ impl ImageRuntime for OpenBaoRuntime {
     fn ready<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             match self.ports(c).await {
-                Some((api, _)) => {
-                    matches!(http(api, "GET", "/v1/sys/health", None).await, Ok((200, _)))
-                }
+                // As the charts' probes: unsealed, active or standby.
+                Some((api, _)) => matches!(
+                    http(api, "GET", "/v1/sys/health?standbyok=true", None).await,
+                    Ok((200, _))
+                ),
                 None => false,
             }
         })
@@ -365,9 +399,18 @@ impl ImageRuntime for OpenBaoRuntime {
         io: ExecIo,
     ) -> BoxFuture<'a, ExecOutcome> {
         Box::pin(async move {
-            let bao = match find_bao() {
-                Ok(b) => b,
-                Err(e) => return ExecOutcome::Failed(e.to_string()),
+            let running = self
+                .servers
+                .lock()
+                .await
+                .get(&c.root)
+                .map(|s| s.bao.clone());
+            let bao = match running {
+                Some(b) => b,
+                None => match bao_for_image(c.image_tag(), self.storage) {
+                    Ok(choice) => choice.path,
+                    Err(e) => return ExecOutcome::Failed(e.to_string()),
+                },
             };
             let mut extra_env = vec![("HOME".to_string(), c.root.display().to_string())];
             if let Some(addr) = self.api_addr(c).await {
@@ -496,7 +539,9 @@ fn server_config(
 ) -> String {
     let storage = match storage {
         OpenBaoStorage::Raft => format!(
-            "storage \"raft\" {{\n  path = {:?}\n  node_id = {:?}\n}}\n",
+            // A single node: elect itself in about a second instead of ten
+            // (OpenBao 2.6 waits out the default timeouts on first start).
+            "storage \"raft\" {{\n  path = {:?}\n  node_id = {:?}\n  performance_multiplier = 1\n}}\n",
             data.display().to_string(),
             c.pod
         ),
@@ -559,6 +604,127 @@ pub fn find_file_storage_bao() -> Result<PathBuf, OpenBaoError> {
         .ok_or(OpenBaoError::FileStorageBaoNotFound)
 }
 
+/// The OpenBao server a container runs, and why that one.
+#[derive(Clone, Debug)]
+pub struct BaoChoice {
+    pub path: PathBuf,
+    /// The version the binary reports (`2.7.2`).
+    pub version: String,
+    /// One line for the container log.
+    pub why: String,
+}
+
+/// The installed OpenBao binaries with their versions (`bao version`),
+/// newest last: the one [`find_bao`] finds and OpenBao 2.6 from
+/// [`find_file_storage_bao`].
+pub fn installed_baos() -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(Vec<u64>, String, PathBuf)> = Vec::new();
+    for path in [find_bao().ok(), find_file_storage_bao().ok()]
+        .into_iter()
+        .flatten()
+    {
+        let Some(version) = bao_version(&path) else {
+            continue;
+        };
+        if found.iter().any(|(_, v, _)| *v == version) {
+            continue;
+        }
+        found.push((version_key(&version), version, path));
+    }
+    found.sort();
+    found.into_iter().map(|(_, v, p)| (v, p)).collect()
+}
+
+/// What `<bao> version` reports (`OpenBao v2.7.2 (...)` -> `2.7.2`),
+/// asked once per binary.
+fn bao_version(path: &Path) -> Option<String> {
+    static SEEN: std::sync::Mutex<Option<HashMap<PathBuf, String>>> = std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(HashMap::new);
+    if let Some(v) = seen.get(path) {
+        return Some(v.clone());
+    }
+    let out = std::process::Command::new(path)
+        .arg("version")
+        .env_clear()
+        .env("PATH", search_path(&[]))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let version = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('v'))
+        .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))?
+        .to_string();
+    seen.insert(path.to_path_buf(), version.clone());
+    Some(version)
+}
+
+/// `2.6.2` -> [2, 6, 2]; a tag's suffix (`2.6.2-ubi`) is ignored.
+fn version_key(v: &str) -> Vec<u64> {
+    v.trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .map_while(|p| p.parse().ok())
+        .collect()
+}
+
+/// Picks the OpenBao binary for an image tag, so the server's own version
+/// follows the image as a real pull would: the installed binary of exactly
+/// that version, else one of the same major.minor, else the newest
+/// installed (tags of versions this machine has no binary for, `latest`).
+/// File storage always runs OpenBao 2.6, the last version that has it.
+pub fn bao_for_image(tag: &str, storage: OpenBaoStorage) -> Result<BaoChoice, OpenBaoError> {
+    let want = version_key(tag);
+    if storage == OpenBaoStorage::File {
+        let path = find_file_storage_bao()?;
+        let version = bao_version(&path).unwrap_or_else(|| "2.6".into());
+        let why = if version_key(&version) == want {
+            format!("image tag {tag}: OpenBao {version}")
+        } else {
+            format!(
+                "image tag {tag}: OpenBao {version}, the last version with the `file` \
+                 storage backend (--openbao-storage file)"
+            )
+        };
+        return Ok(BaoChoice { path, version, why });
+    }
+    let installed = installed_baos();
+    let pick = |n: usize| {
+        installed
+            .iter()
+            .rev()
+            .find(|(v, _)| want.len() >= n && version_key(v).get(..n) == want.get(..n))
+    };
+    let (found, why) = match (pick(3), pick(2)) {
+        (Some(x), _) => (Some(x), String::new()),
+        (None, Some(x)) => (
+            Some(x),
+            format!(" (the installed release of {}.{})", want[0], want[1]),
+        ),
+        (None, None) => (
+            installed.last(),
+            format!(
+                " (no OpenBao {tag} on this machine: the newest installed; installed: {})",
+                installed
+                    .iter()
+                    .map(|(v, _)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    };
+    let (version, path) = found.cloned().ok_or(OpenBaoError::BaoNotFound)?;
+    Ok(BaoChoice {
+        why: format!("image tag {tag}: OpenBao {version}{why}"),
+        path,
+        version,
+    })
+}
+
 fn workspace_roots() -> Vec<PathBuf> {
     let mut roots: Vec<PathBuf> = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))];
     if let Ok(cwd) = std::env::current_dir() {
@@ -570,12 +736,26 @@ fn workspace_roots() -> Vec<PathBuf> {
     roots
 }
 
+/// How long `sys/init` may take to answer.
+const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One HTTP/1.1 request to the local server; (status, body).
 async fn http(
     port: u16,
     method: &str,
     path: &str,
     body: Option<String>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    http_within(port, method, path, body, Duration::from_secs(10)).await
+}
+
+/// [`http`] with its own time limit.
+async fn http_within(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    limit: Duration,
 ) -> std::io::Result<(u16, Vec<u8>)> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
@@ -592,7 +772,7 @@ async fn http(
             std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response")
         })
     };
-    tokio::time::timeout(Duration::from_secs(10), fut)
+    tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "OpenBao did not answer"))?
 }
@@ -621,5 +801,20 @@ fn parse_response(resp: &[u8]) -> Option<(u16, Vec<u8>)> {
         }
         body.extend_from_slice(rest.get(..size)?);
         rest = rest.get(size + 2..)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_by_their_numbers() {
+        assert_eq!(version_key("2.6.2"), [2, 6, 2]);
+        assert_eq!(version_key("v2.7.2"), [2, 7, 2]);
+        assert_eq!(version_key("2.6.2-ubi"), [2, 6, 2]);
+        assert_eq!(version_key("2.6"), [2, 6]);
+        assert!(version_key("latest").is_empty());
+        assert!(version_key("2.10.0") > version_key("2.9.9"));
     }
 }

@@ -7,6 +7,10 @@
 //! `POSTGRES_PASSWORD`), `POSTGRES_DB` is created, socket connections are
 //! trusted and TCP connections need the password.
 //!
+//! A tag naming a major (`16.4`, `16-alpine`) runs that major's server; a
+//! data folder of another major is refused with PostgreSQL's own message
+//! and the container exits 1, as the real image does.
+//!
 //! Exec runs the real client binaries (`psql`, `pg_dumpall`, ...) pointed at
 //! this server through `PGHOST`/`PGPORT`; anything else goes to the shell
 //! runtime.
@@ -52,6 +56,10 @@ pub enum PostgresError {
         secs: u64,
         log: PathBuf,
     },
+    /// The server refused to start and said why in the container log, as
+    /// the real one does (it exits with this code).
+    #[error("postgres exited with code {0}; its log says why")]
+    Exited(i32),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -169,7 +177,10 @@ impl PostgresRuntime {
             }
             servers.remove(&c.root);
         }
-        let bindir = find_bindir().ok_or(PostgresError::BinariesNotFound)?;
+        let bindir = match server_for_image(c)? {
+            ServerChoice::Run(bindir) => bindir,
+            ServerChoice::Exit => return Err(PostgresError::Exited(1)),
+        };
         let user = server_user()?;
         let superuser = c
             .env
@@ -280,7 +291,14 @@ impl ImageRuntime for PostgresRuntime {
     }
 
     fn start<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, anyhow::Result<()>> {
-        start_logged(c, self.start_server(c))
+        Box::pin(async move {
+            match self.start_server(c).await {
+                Err(PostgresError::Exited(code)) => {
+                    Err(anyhow::Error::new(crate::runtime::ContainerExited { code }))
+                }
+                other => start_logged(c, async { other }).await,
+            }
+        })
     }
 
     fn stop<'a>(&'a self, c: &'a ContainerRef) -> BoxFuture<'a, ()> {
@@ -578,6 +596,187 @@ fn socket_dir(root: &Path) -> PathBuf {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
     std::env::temp_dir().join(format!("kleidia-pg-{}", &hex::encode(digest)[..12]))
+}
+
+/// What a postgres container of this image does with its data folder.
+enum ServerChoice {
+    /// Run the server binaries of this folder.
+    Run(PathBuf),
+    /// Exit at once: the reason is in the container log.
+    Exit,
+}
+
+/// Picks the server for `c`'s image tag and data folder, as the real image
+/// would behave: a tag naming a major (`16.4`, `16-alpine`) runs that
+/// major's binaries; a data folder of another major is refused with
+/// PostgreSQL's own message; a major this machine has no binaries for
+/// fails with a message saying so. Tags without a number run the newest
+/// installed server.
+fn server_for_image(c: &ContainerRef) -> Result<ServerChoice, PostgresError> {
+    let installed = installed_servers();
+    let wanted = image_version(c.image_tag());
+    let bindir = match &wanted {
+        None => installed.last().map(|(_, b)| b.clone()),
+        Some((major, _)) => installed
+            .iter()
+            .find(|(m, _)| m == major)
+            .map(|(_, b)| b.clone()),
+    };
+    let bindir = match (bindir, &wanted) {
+        (Some(b), _) => Some(b),
+        (None, None) => find_bindir(),
+        (None, Some(_)) => None,
+    };
+    let data_major = std::fs::read_to_string(data_dir(c).join("PG_VERSION"))
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    // The major and full version the container's server has.
+    let server = match (&bindir, &wanted) {
+        (Some(b), _) => {
+            let full = server_version(b).unwrap_or_default();
+            Some((major_of(&full), full))
+        }
+        (None, Some(w)) => Some(w.clone()),
+        (None, None) => None,
+    };
+    let Some((major, full)) = server else {
+        return Err(PostgresError::BinariesNotFound);
+    };
+    if let Some(found) = data_major
+        && found != major
+    {
+        refuse_data_dir(c, &found, &full);
+        return Ok(ServerChoice::Exit);
+    }
+    match bindir {
+        Some(b) => Ok(ServerChoice::Run(b)),
+        None => {
+            let have: Vec<&str> = installed.iter().map(|(m, _)| m.as_str()).collect();
+            let example = have.last().copied().unwrap_or("15");
+            log_line(
+                &c.log_path,
+                &format!(
+                    "sandbox: image {} needs a PostgreSQL {major} server and this machine has \
+                     none (installed majors: {}); use an image tag of an installed major \
+                     (e.g. postgres:{example}) or install Debian's postgresql-{major} package",
+                    c.image,
+                    if have.is_empty() {
+                        "none".to_string()
+                    } else {
+                        have.join(", ")
+                    }
+                ),
+            );
+            Ok(ServerChoice::Exit)
+        }
+    }
+}
+
+/// Writes what the official image and PostgreSQL print when the data
+/// folder was made by another major version.
+fn refuse_data_dir(c: &ContainerRef, data_major: &str, server_version: &str) {
+    let ts = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.3f UTC");
+    let text = format!(
+        "\nPostgreSQL Database directory appears to contain a database; Skipping initialization\n\n\
+         {ts} [1] FATAL:  database files are incompatible with server\n\
+         {ts} [1] DETAIL:  The data directory was initialized by PostgreSQL version \
+         {data_major}, which is not compatible with this version {server_version}.\n"
+    );
+    if let Ok(mut f) = log_file(&c.log_path) {
+        let _ = f.write_all(text.as_bytes());
+    }
+}
+
+/// The PostgreSQL version an image tag names: (major, full version).
+/// `16.4` -> ("16", "16.4"), `16-alpine` -> ("16", "16.<newest minor the
+/// sandbox knows>"), `9.6.24` -> ("9.6", "9.6.24"); `latest`, `alpine` ->
+/// None.
+pub fn image_version(tag: &str) -> Option<(String, String)> {
+    let numeric: String = tag
+        .chars()
+        .take_while(|ch| ch.is_ascii_digit() || *ch == '.')
+        .collect();
+    let parts: Vec<&str> = numeric
+        .split('.')
+        .filter(|p| !p.is_empty())
+        .take(3)
+        .collect();
+    let first: u32 = parts.first()?.parse().ok()?;
+    // Before 10, the major was the first two numbers (9.6).
+    let (major, minor_given) = if first < 10 {
+        (format!("{first}.{}", parts.get(1)?), parts.len() >= 3)
+    } else {
+        (first.to_string(), parts.len() >= 2)
+    };
+    let full = if minor_given {
+        parts.join(".")
+    } else {
+        newest_minor(&major)
+    };
+    Some((major, full))
+}
+
+/// The newest release of `major` the sandbox knows of (what a major-only
+/// tag such as `16-alpine` pulls), for PostgreSQL's messages.
+fn newest_minor(major: &str) -> String {
+    let known = [
+        ("13", "13.23"),
+        ("14", "14.23"),
+        ("15", "15.18"),
+        ("16", "16.14"),
+        ("17", "17.10"),
+        ("18", "18.6"),
+    ];
+    known
+        .iter()
+        .find(|(m, _)| *m == major)
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_else(|| format!("{major}.0"))
+}
+
+/// `15.18` -> `15`, `9.6.24` -> `9.6`.
+fn major_of(version: &str) -> String {
+    image_version(version)
+        .map(|(m, _)| m)
+        .unwrap_or_else(|| version.to_string())
+}
+
+/// The server's own version (`postgres --version`: `15.18`).
+fn server_version(bindir: &Path) -> Option<String> {
+    let out = std::process::Command::new(bindir.join("postgres"))
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+    String::from_utf8(out.stdout)
+        .ok()?
+        .split_whitespace()
+        .nth(2)
+        .map(str::to_string)
+}
+
+/// The Debian PostgreSQL servers on this machine, (major, `bin` folder),
+/// oldest first.
+pub fn installed_servers() -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(Vec<u64>, String, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let version: Vec<u64> = name
+                .split('.')
+                .map(|p| p.parse().ok())
+                .collect::<Option<_>>()?;
+            let bin = e.path().join("bin");
+            (bin.join("initdb").is_file() && bin.join("postgres").is_file())
+                .then_some((version, name, bin))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, m, b)| (m, b)).collect()
 }
 
 /// The newest Debian PostgreSQL `bin` folder, else `pg_config --bindir`.
@@ -1094,5 +1293,19 @@ mod tests {
                 .lookup("lookup-test", "db-postgres")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn image_tags_name_a_major_as_postgresql_counts_them() {
+        let v = |t: &str| image_version(t);
+        assert_eq!(v("16.4"), Some(("16".into(), "16.4".into())));
+        assert_eq!(v("16.4-bookworm"), Some(("16".into(), "16.4".into())));
+        assert_eq!(v("16-alpine"), Some(("16".into(), "16.14".into())));
+        assert_eq!(v("15"), Some(("15".into(), "15.18".into())));
+        assert_eq!(v("9.6.24"), Some(("9.6".into(), "9.6.24".into())));
+        assert_eq!(v("21"), Some(("21".into(), "21.0".into())));
+        assert_eq!(v("latest"), None);
+        assert_eq!(v("alpine"), None);
+        assert_eq!(major_of("15.18"), "15");
     }
 }
