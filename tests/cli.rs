@@ -86,7 +86,7 @@ fn commands_not_built_yet_say_so_and_fail() {
         ("kubectl-kleidia", "kubectl kleidia"),
         ("helm-kleidia", "helm kleidia"),
     ] {
-        for cmd in ["upgrade", "rollback"] {
+        for cmd in ["rollback"] {
             bin(b)
                 .arg(cmd)
                 .assert()

@@ -152,6 +152,9 @@ pub struct Options {
     pub timeout: Duration,
     /// How the operator calls the plugin, for hints.
     pub invocation: &'static str,
+    /// A backup is taken right after the checks (by `upgrade`): the
+    /// recent-backup check then only says so.
+    pub backup_follows: bool,
 }
 
 /// Everything the checks look at, gathered once.

@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod preflight;
+pub mod upgrade;
 pub mod versions;
 
 use clap::{Args, Subcommand};
@@ -24,7 +25,7 @@ pub enum Command {
     Backup(Box<backup::BackupArgs>),
     /// Upgrade platform, then data, then services, gated on health, with a
     /// backup first and automatic rollback.
-    Upgrade(PassThroughArgs),
+    Upgrade(Box<upgrade::Args>),
     /// Roll releases back to an earlier revision.
     Rollback(PassThroughArgs),
     /// Show chart, application and server versions and the compatibility

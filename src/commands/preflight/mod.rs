@@ -51,6 +51,7 @@ impl Args {
             backup_dir: self.backup_dir.clone(),
             timeout: self.timeout,
             invocation,
+            backup_follows: false,
         }
     }
 }
