@@ -11,7 +11,11 @@
 //! - [`openbao`] fetches a raft snapshot over any connection (a
 //!   port-forward) and checks a snapshot's own `SHA256SUMS`.
 //! - [`verify`] checks a bundle; [`restore`] restores its dump into a
-//!   [`local_postgres::ThrowawayPostgres`] and counts rows.
+//!   [`local_postgres::ThrowawayPostgres`] (an unprivileged user, a cleared
+//!   environment, a private Unix socket) and counts rows, after
+//!   [`dump_check`] refused any line psql would run as more than SQL.
+//! - [`signals`] ends `create` and `verify` cleanly on SIGINT, SIGTERM and
+//!   SIGHUP.
 //! - [`list`], [`prune`] and [`bundle`] find, describe and remove bundles.
 //! - [`command`] is the `backup` command line (clap) and its runners.
 
@@ -19,11 +23,13 @@ pub mod bundle;
 pub mod command;
 pub mod create;
 pub mod crypto;
+pub mod dump_check;
 pub mod list;
 pub mod local_postgres;
 pub mod manifest;
 pub mod openbao;
 pub mod prune;
 pub mod restore;
+pub mod signals;
 pub mod verify;
 pub mod writer;
