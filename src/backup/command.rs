@@ -29,6 +29,7 @@ use super::crypto::{CryptoError, Decryption, Encryption};
 use super::list::{BundleState, BundleSummary, ListError, list_bundles};
 use super::manifest::Component;
 use super::prune::{PruneError, PruneReport, PruneRule, parse_duration, prune};
+use super::signals::{self, Signal};
 use super::verify::{
     RestoreOutcome, Status, VerifyError, VerifyOptions, VerifyReport, read_manifest, verify_bundle,
 };
@@ -176,11 +177,22 @@ pub enum BackupCommandError {
     #[error("'backup create' needs a cluster; it is run through the plugin's cluster connection")]
     NeedsCluster,
     #[error(
-        "interrupted (Ctrl-C); {stopped} throwaway PostgreSQL server(s) of the restore test were stopped and removed"
+        "interrupted by {signal}; {stopped} throwaway PostgreSQL server(s) of the restore test were stopped and removed"
     )]
-    Interrupted { stopped: usize },
+    Interrupted { signal: Signal, stopped: usize },
     #[error("cannot print the result: {0}")]
     Output(String),
+}
+
+impl BackupCommandError {
+    /// 128 + the signal's number when a signal ended the command, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BackupCommandError::Interrupted { signal, .. } => signal.exit_code(),
+            BackupCommandError::Create(e) => e.signal().map_or(1, Signal::exit_code),
+            _ => 1,
+        }
+    }
 }
 
 /// What a command reports: exit code 0 when `ok`, 1 otherwise (a failed
@@ -213,8 +225,9 @@ impl Outcome {
     }
 }
 
-/// Runs `list`, `verify` or `prune`, printing to `out`. Ctrl-C during a
-/// restore test stops the throwaway PostgreSQL before returning.
+/// Runs `list`, `verify` or `prune`, printing to `out`. SIGINT, SIGTERM or
+/// SIGHUP during verify stops its work and the throwaway PostgreSQL before
+/// returning.
 pub async fn run_local(
     command: &BackupCommand,
     format: OutputFormat,
@@ -226,21 +239,15 @@ pub async fn run_local(
             let work = tokio::task::spawn_blocking(move || verify_local(&args));
             let report = tokio::select! {
                 r = work => r.map_err(|e| BackupCommandError::Output(e.to_string()))??,
-                _ = interrupted() => {
-                    let stopped = super::local_postgres::stop_all_throwaway_servers();
-                    return Err(BackupCommandError::Interrupted { stopped });
+                signal = signals::interrupted() => {
+                    let stopped = signals::stop_local_work();
+                    return Err(BackupCommandError::Interrupted { signal, stopped });
                 }
             };
             emit(out, format, &report, |out| render_verify(out, &report))?;
             Ok(Outcome::of_verify(&report, a))
         }
         other => run_local_blocking(other, format, out),
-    }
-}
-
-async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 
@@ -306,8 +313,8 @@ pub fn create_options(
     Ok(opts)
 }
 
-/// Runs `backup create` with the cluster's `sources`; Ctrl-C interrupts it
-/// cleanly (no bundle left). `invocation` is how the operator calls the
+/// Runs `backup create` with the cluster's `sources`; SIGINT, SIGTERM or
+/// SIGHUP interrupts it cleanly (no bundle left). `invocation` is how the operator calls the
 /// plugin (`kubectl kleidia`), for the suggested next command.
 pub async fn run_create(
     args: &CreateArgs,
@@ -318,14 +325,7 @@ pub async fn run_create(
     out: &mut dyn Write,
 ) -> Result<Outcome, BackupCommandError> {
     let opts = create_options(args, namespace)?;
-    let interrupt = async {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => "Ctrl-C".to_owned(),
-            // No signal handler: never interrupt.
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let created = create_bundle(&opts, sources, interrupt).await?;
+    let created = create_bundle(&opts, sources, signals::interrupted()).await?;
     emit(out, format, &created, |out| {
         render_created(out, &created, invocation)
     })?;
