@@ -303,6 +303,29 @@ where
     })
 }
 
+/// The warning for a bundle written without encryption: what it holds in
+/// clear, and how to encrypt.
+pub fn unencrypted_warning(components: &[Component]) -> String {
+    let held: Vec<&str> = components
+        .iter()
+        .map(|c| match c {
+            Component::Data => {
+                "the PostgreSQL database dump (every row, with the roles' password hashes)"
+            }
+            Component::Platform => {
+                "the OpenBao snapshot or data folder (readable by anyone holding its unseal key)"
+            }
+            Component::Values => {
+                "the Helm values of every release (with the passwords and keys set in them)"
+            }
+        })
+        .collect();
+    format!(
+        "the bundle is not encrypted: {} are stored in clear, protected only by the folder's permissions; encrypt backups with --encrypt-to age1... (an age recipient) or --passphrase-env VAR",
+        held.join(", ")
+    )
+}
+
 struct Bars {
     multi: MultiProgress,
     enabled: bool,
@@ -370,6 +393,9 @@ async fn run(
     components.sort();
     components.dedup();
     manifest.components = components.clone();
+    if opts.encryption.is_none() {
+        warnings.push(unencrypted_warning(&components));
+    }
     let bars = Bars::new(opts.progress);
     let enc = opts.encryption.clone();
     let suffix = if enc.is_some() { ".age" } else { "" };
