@@ -620,33 +620,7 @@ fn render_verify(out: &mut dyn Write, r: &VerifyReport) -> io::Result<()> {
 }
 
 fn render_prune(out: &mut dyn Write, r: &PruneReport) -> io::Result<()> {
-    let verb = if r.dry_run { "would remove" } else { "removed" };
-    for b in &r.removed {
-        writeln!(out, "{verb} {} ({})", b.name, human_size(b.size))?;
-    }
-    for b in &r.kept {
-        writeln!(out, "kept {}", b.name)?;
-    }
-    for b in &r.incomplete {
-        writeln!(
-            out,
-            "left alone {} (incomplete: no readable manifest)",
-            b.name
-        )?;
-    }
-    for b in &r.stale_partials {
-        writeln!(
-            out,
-            "stale partial {}: left by a backup that did not finish; remove it by hand if no backup is running",
-            b.path.display()
-        )?;
-    }
-    writeln!(
-        out,
-        "{verb} {} bundles, {}",
-        r.removed.len(),
-        human_size(r.freed_bytes)
-    )
+    r.write_human(out)
 }
 
 fn render_created(out: &mut dyn Write, c: &CreatedBundle, invocation: &str) -> io::Result<()> {
