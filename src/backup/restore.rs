@@ -162,7 +162,9 @@ pub fn restore_into(
 /// is killed before it reads the rest of its input; when psql exits early
 /// (an error), its exit status says why.
 fn feed(dump: &mut dyn Read, child: &mut Child) -> io::Result<()> {
-    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // The checked dump comes a line at a time: write it in large chunks.
+    let mut stdin =
+        io::BufWriter::with_capacity(256 * 1024, child.stdin.take().expect("stdin is piped"));
     let mut buf = vec![0u8; 256 * 1024];
     let result = loop {
         if let Err(e) = signals::check_stop() {
@@ -180,11 +182,18 @@ fn feed(dump: &mut dyn Read, child: &mut Child) -> io::Result<()> {
             Err(e) => break Err(e),
         }
     };
+    let result = result.and_then(|()| match stdin.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
+    });
     if result.is_err() {
         // Not a clean end of input: psql must not run what it has buffered.
         let _ = child.kill();
+        // Nothing more reaches psql, not even what is buffered here.
+        let (_, _) = stdin.into_parts();
+    } else {
+        drop(stdin);
     }
-    drop(stdin);
     result
 }
 
