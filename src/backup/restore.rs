@@ -109,6 +109,8 @@ pub fn restore_into(
     psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse"])
         .args(["-d", "postgres"]);
     if let Some(key) = &restrict_key {
+        // Not a credential: it only has to be unknown to the dump, which
+        // was written before the key was drawn.
         psql.arg("-c").arg(format!("\\restrict {key}"));
     }
     psql.args(["-f", "-"])
