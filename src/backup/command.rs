@@ -314,8 +314,9 @@ pub fn create_options(
 }
 
 /// Runs `backup create` with the cluster's `sources`; SIGINT, SIGTERM or
-/// SIGHUP interrupts it cleanly (no bundle left). `invocation` is how the operator calls the
-/// plugin (`kubectl kleidia`), for the suggested next command.
+/// SIGHUP interrupts it cleanly (no bundle left). `invocation` is how the
+/// operator calls the plugin (`kubectl kleidia`), for the suggested next
+/// command.
 pub async fn run_create(
     args: &CreateArgs,
     namespace: &str,
