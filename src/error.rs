@@ -39,6 +39,7 @@ impl Error {
         match self {
             Error::Target(e) if e.is_usage() => 2,
             Error::Usage { .. } => 2,
+            Error::Backup(e) => e.exit_code(),
             _ => 1,
         }
     }

@@ -247,6 +247,11 @@ async fn an_encrypted_full_backup_verifies_and_restores() {
         assert!(paths.contains(&want), "{want} missing from {paths:?}");
     }
     assert!(m.files.iter().all(|f| f.encrypted));
+    assert!(
+        !created.warnings.iter().any(|w| w.contains("not encrypted")),
+        "{:?}",
+        created.warnings
+    );
     assert_eq!(m.components, Component::ALL.to_vec());
     assert_eq!(m.context.as_deref(), Some("local"));
     assert_eq!(m.versions["postgres"], pg.version().unwrap());
@@ -363,6 +368,51 @@ async fn file_storage_is_archived_with_a_consistency_warning() {
         "{text}"
     );
     assert!(text.trim_end().ends_with("verify: OK"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unencrypted_backup_warns_once_what_it_holds_in_clear() {
+    let pg = postgres_with_data(100);
+    let bao = ThrowawayOpenBao::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sources = LocalSources::new(&pg, &bao);
+    let args = CreateArgs {
+        dir: dir.path().to_owned(),
+        components: Component::ALL.to_vec(),
+        encrypt_to: vec![],
+        passphrase_env: None,
+        openbao_token_env: None,
+        openbao_token_secret: Some(("openbao-root".into(), "token".into())),
+        include_unseal_key: false,
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let outcome = run_create(
+        &args,
+        "kleidia",
+        &mut sources,
+        OutputFormat::Json,
+        "kubectl kleidia",
+        &mut Vec::new(),
+    )
+    .await
+    .expect("backup");
+    assert!(outcome.ok);
+    let clear: Vec<&String> = outcome
+        .warnings
+        .iter()
+        .filter(|w| w.contains("not encrypted"))
+        .collect();
+    assert_eq!(clear.len(), 1, "{:?}", outcome.warnings);
+    for what in [
+        "database dump",
+        "OpenBao snapshot",
+        "Helm values",
+        "passwords",
+        "--encrypt-to",
+        "--passphrase-env",
+    ] {
+        assert!(clear[0].contains(what), "{what} not in: {}", clear[0]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -228,6 +228,16 @@ fn backup_of_the_demo_releases_verifies_restores_and_encrypts() {
         !stderr_of(&out).contains(&token),
         "the OpenBao token reached stderr"
     );
+    // Unencrypted: one warning on stderr says what is in clear and how to encrypt.
+    let stderr = stderr_of(&out);
+    assert_eq!(
+        stderr
+            .matches("warning: the bundle is not encrypted")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("--encrypt-to"), "{stderr}");
     let releases = created["manifest"]["releases"].as_array().unwrap();
     let listed: Value = serde_json::from_str(&c.helm(&["list", "-n", NS, "-o", "json"])).unwrap();
     for l in listed.as_array().unwrap() {

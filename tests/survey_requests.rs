@@ -18,7 +18,10 @@ fn versions_and_backup_list_releases_and_pods_once() {
     let dir = tempfile::tempdir().unwrap();
     let runs: [(&str, Vec<&str>); 3] = [
         ("versions", vec!["versions", "--timeout", "10s"]),
-        ("versions --history", vec!["versions", "--history", "--timeout", "10s"]),
+        (
+            "versions --history",
+            vec!["versions", "--history", "--timeout", "10s"],
+        ),
         (
             "backup create",
             vec![
@@ -41,16 +44,19 @@ fn versions_and_backup_list_releases_and_pods_once() {
             .output()
             .unwrap();
         let counts = c.sandbox.requests();
-        let secret_lists = counts.count_where(|r| {
-            r.key.verb == "list" && r.key.resource == "secrets"
-        });
+        let secret_lists =
+            counts.count_where(|r| r.key.verb == "list" && r.key.resource == "secrets");
         let pod_lists = counts.count("list", "pods");
         assert_eq!(
-            secret_lists, 1,
+            secret_lists,
+            1,
             "{what} listed release records {secret_lists} times: {counts:?}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(pod_lists, 1, "{what} listed pods {pod_lists} times: {counts:?}");
+        assert_eq!(
+            pod_lists, 1,
+            "{what} listed pods {pod_lists} times: {counts:?}"
+        );
         // It did read the deployment (the lists are not just absent).
         assert!(counts.count("get", "secrets") + secret_lists >= 1);
     }

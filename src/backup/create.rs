@@ -22,6 +22,7 @@ use super::crypto::Encryption;
 use super::manifest::{
     Component, FileKind, Manifest, OpenBaoRecord, OpenBaoStorage, ReleaseRecord,
 };
+use super::signals::Signal;
 use super::verify::DUMP_COMPLETE_MARKER;
 use super::writer::{AddOptions, BundleWriter, WriterError};
 
@@ -191,9 +192,65 @@ pub enum CreateError {
     #[error("the bundle could not be completed: {0}")]
     Finish(WriterError),
     #[error(
-        "the backup was interrupted ({reason}) while working on {during}; its temporary folder was removed and no bundle was created"
+        "the backup was interrupted ({reason}) while working on {during}; {}",
+        match leftover {
+            None => "its temporary folder was removed and no bundle was created".to_owned(),
+            Some(p) => format!(
+                "no bundle was created, but its temporary folder {} could not be removed (it is marked INCOMPLETE): remove it by hand",
+                p.display()
+            ),
+        }
     )]
-    Interrupted { reason: String, during: String },
+    Interrupted {
+        reason: String,
+        during: String,
+        /// The signal that interrupted it, if one did.
+        signal: Option<Signal>,
+        /// The temporary folder, when it could not be removed.
+        leftover: Option<PathBuf>,
+    },
+}
+
+impl CreateError {
+    /// The signal that ended the backup, if one did.
+    pub fn signal(&self) -> Option<Signal> {
+        match self {
+            CreateError::Interrupted { signal, .. } => *signal,
+            _ => None,
+        }
+    }
+}
+
+/// What interrupted a backup: a signal (see [`super::signals::interrupted`])
+/// or anything else with a reason to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interruption {
+    pub reason: String,
+    pub signal: Option<Signal>,
+}
+
+impl From<Signal> for Interruption {
+    fn from(signal: Signal) -> Self {
+        Interruption {
+            reason: signal.name().to_owned(),
+            signal: Some(signal),
+        }
+    }
+}
+
+impl From<String> for Interruption {
+    fn from(reason: String) -> Self {
+        Interruption {
+            reason,
+            signal: None,
+        }
+    }
+}
+
+impl From<&str> for Interruption {
+    fn from(reason: &str) -> Self {
+        reason.to_owned().into()
+    }
 }
 
 /// A finished bundle.
@@ -205,14 +262,19 @@ pub struct CreatedBundle {
     pub warnings: Vec<String>,
 }
 
-/// Runs a backup until done or until `interrupt` resolves (Ctrl-C: pass
-/// `tokio::signal::ctrl_c()`), whichever comes first. On interruption or
-/// failure the temporary folder is removed.
-pub async fn create_bundle(
+/// Runs a backup until done or until `interrupt` resolves (a signal: pass
+/// [`super::signals::interrupted`]`()`), whichever comes first. On
+/// interruption or failure the temporary folder is removed (or, when that
+/// fails, marked `INCOMPLETE` and named in the error).
+pub async fn create_bundle<F>(
     opts: &CreateOptions,
     sources: &mut dyn BackupSources,
-    interrupt: impl Future<Output = String>,
-) -> Result<CreatedBundle, CreateError> {
+    interrupt: F,
+) -> Result<CreatedBundle, CreateError>
+where
+    F: Future,
+    F::Output: Into<Interruption>,
+{
     if opts.include_unseal_key && opts.encryption.is_none() {
         return Err(CreateError::UnsealKeyNeedsEncryption);
     }
@@ -220,15 +282,48 @@ pub async fn create_bundle(
         return Err(CreateError::NoComponents);
     }
     let during = std::sync::Mutex::new("starting".to_owned());
-    let work = run(opts, sources, &during);
-    tokio::pin!(work);
-    tokio::select! {
-        result = &mut work => result,
-        reason = interrupt => Err(CreateError::Interrupted {
-            reason,
-            during: during.lock().map(|d| d.clone()).unwrap_or_default(),
-        }),
-    }
+    let partial = std::sync::Mutex::new(None);
+    let mut work = Box::pin(run(opts, sources, &during, &partial));
+    let interruption: Interruption = tokio::select! {
+        result = &mut work => return result,
+        i = interrupt => i.into(),
+    };
+    // Dropping the work drops the writer, which removes its folder.
+    drop(work);
+    let leftover = partial
+        .lock()
+        .ok()
+        .and_then(|p| p.clone())
+        .filter(|p: &PathBuf| p.exists());
+    Err(CreateError::Interrupted {
+        reason: interruption.reason,
+        during: during.lock().map(|d| d.clone()).unwrap_or_default(),
+        signal: interruption.signal,
+        leftover,
+    })
+}
+
+/// The warning for a bundle written without encryption: what it holds in
+/// clear, and how to encrypt.
+pub fn unencrypted_warning(components: &[Component]) -> String {
+    let held: Vec<&str> = components
+        .iter()
+        .map(|c| match c {
+            Component::Data => {
+                "the PostgreSQL database dump (every row, with the roles' password hashes)"
+            }
+            Component::Platform => {
+                "the OpenBao snapshot or data folder (readable by anyone holding its unseal key)"
+            }
+            Component::Values => {
+                "the Helm values of every release (with the passwords and keys set in them)"
+            }
+        })
+        .collect();
+    format!(
+        "the bundle is not encrypted: {} are stored in clear, protected only by the folder's permissions; encrypt backups with --encrypt-to age1... (an age recipient) or --passphrase-env VAR",
+        held.join(", ")
+    )
 }
 
 struct Bars {
@@ -267,6 +362,7 @@ async fn run(
     opts: &CreateOptions,
     sources: &mut dyn BackupSources,
     during: &std::sync::Mutex<String>,
+    partial: &std::sync::Mutex<Option<PathBuf>>,
 ) -> Result<CreatedBundle, CreateError> {
     let set_during = |what: &str| {
         if let Ok(mut d) = during.lock() {
@@ -284,6 +380,9 @@ async fn run(
         })?;
     let mut writer =
         BundleWriter::create(&opts.dir, &opts.namespace, opts.now).map_err(CreateError::Finish)?;
+    if let Ok(mut p) = partial.lock() {
+        *p = Some(writer.partial_path().to_owned());
+    }
     let mut manifest = Manifest::new(&opts.namespace, opts.now);
     manifest.context = facts.context;
     manifest.server = facts.server;
@@ -294,6 +393,9 @@ async fn run(
     components.sort();
     components.dedup();
     manifest.components = components.clone();
+    if opts.encryption.is_none() {
+        warnings.push(unencrypted_warning(&components));
+    }
     let bars = Bars::new(opts.progress);
     let enc = opts.encryption.clone();
     let suffix = if enc.is_some() { ".age" } else { "" };

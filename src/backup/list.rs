@@ -45,7 +45,14 @@ pub enum BundleState {
 pub struct BundleSummary {
     pub name: String,
     pub path: PathBuf,
+    /// The manifest's namespace (the name's, without a manifest).
     pub namespace: String,
+    /// The kubeconfig context the manifest records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The API server URL the manifest records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// Start time (manifest's `startedAt`, else the name's timestamp).
     pub time: DateTime<Utc>,
     pub state: BundleState,
@@ -83,6 +90,8 @@ fn summarize(b: BundleDir, now: DateTime<Utc>) -> BundleSummary {
         name: b.name,
         path: b.path.clone(),
         namespace: b.parsed.namespace,
+        context: None,
+        server: None,
         time: b.parsed.timestamp,
         state: BundleState::Partial,
         stale: false,
@@ -107,6 +116,9 @@ fn summarize(b: BundleDir, now: DateTime<Utc>) -> BundleSummary {
         Ok(m) => {
             s.state = BundleState::Complete;
             s.time = m.started_at;
+            s.namespace = m.namespace;
+            s.context = m.context;
+            s.server = m.server;
             s.encrypted = m.encryption.is_some() || m.files.iter().any(|f| f.encrypted);
             s.components = m.components;
             s.versions = m.versions;

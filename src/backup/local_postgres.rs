@@ -1,23 +1,53 @@
-//! A throwaway local PostgreSQL server: `initdb` in a temporary folder,
-//! listening only on a Unix socket inside that (0700) folder, stopped and
-//! removed when dropped. Used by `backup verify --restore-test` and by tests.
+//! A throwaway local PostgreSQL server for `backup verify --restore-test`
+//! (and tests), isolated from the operator who runs it:
 //!
-//! PostgreSQL refuses to run as root; when this program runs as root, the
-//! server runs as an unprivileged user: `postgres` if it exists, else a
-//! system user `kleidia-restore` created for it, else `nobody`.
+//! - When this program runs as root, the server and every client (psql)
+//!   run as [`RESTORE_USER`], an unprivileged system user created for it
+//!   (never root, never the system's `postgres`, which owns real clusters).
+//!   Otherwise they run as the current user.
+//! - Every child (initdb, pg_ctl, postgres, psql, ...) starts with a
+//!   cleared environment plus [`INHERITED_ENV`] and what is set here
+//!   (`HOME`, `LC_ALL`, `LANG`): no token, passphrase or `PG*` variable of
+//!   the operator reaches it.
+//! - The server listens on a Unix socket in a 0700 folder of that user
+//!   (`listen_addresses = ''`: no TCP listener), inside a 0700 temporary
+//!   folder removed when the server is dropped.
+//! - Its bootstrap superuser has a random name, so no role of a restored
+//!   dump already exists.
+//! - Children run in their own process group (a terminal's Ctrl-C reaches
+//!   only this program, which stops them in order), and a signal handler
+//!   can stop every server at once ([`stop_all_throwaway_servers`]).
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde::Serialize;
 
-/// Name of the bootstrap superuser of throwaway servers; unlikely to clash
-/// with a role of a restored dump.
-pub const SUPERUSER: &str = "kleidia_restore_admin";
+use super::signals;
+
+/// The unprivileged user the restore test runs as when started by root.
+pub const RESTORE_USER: &str = "kleidia-restore";
+
+/// Variables children get from this program's environment; all others are
+/// cleared. `LC_ALL`/`LANG` are set to `C` (messages psql prints are
+/// parsed), `HOME` to the server's temporary folder.
+pub const INHERITED_ENV: &[&str] = &["PATH", "TZ"];
+
+/// PATH for children when this program has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// PATH for the system tools used to find or create [`RESTORE_USER`].
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Prefix of the random name of a throwaway server's bootstrap superuser.
+pub const SUPERUSER_PREFIX: &str = "kleidia_restore_";
+
+/// The port number naming the socket file (there is no TCP listener).
+const SOCKET_PORT: u16 = 5432;
 
 /// Errors of the throwaway server.
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +57,24 @@ pub enum LocalPostgresError {
     )]
     NotFound,
     #[error(
-        "running as root, and no unprivileged user to run PostgreSQL as (tried 'postgres', creating 'kleidia-restore', 'nobody'): {0}"
+        "running as root, the restore test runs PostgreSQL and psql as the unprivileged user '{user}', which {problem}; create it with 'useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin {user}', or run verify as an unprivileged user"
     )]
-    NoUser(String),
+    NoUser { user: String, problem: String },
+    #[error(
+        "the restore test's PostgreSQL runs as '{user}', who cannot reach {path} (mode {mode:o}, owner uid {owner}); set TMPDIR to a folder every user may enter, such as /tmp"
+    )]
+    Unreachable {
+        user: String,
+        path: PathBuf,
+        mode: u32,
+        owner: u32,
+    },
     #[error("{what} failed: {detail}")]
     Command { what: String, detail: String },
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
+    #[error("the restore test was stopped by a signal")]
+    Stopped,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LocalPostgresError {
@@ -89,6 +130,28 @@ impl PostgresBinaries {
     }
 }
 
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let v = text
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((major, minor))
+}
+
+fn has_restrict((major, minor): (u32, u32)) -> bool {
+    match major {
+        18.. => true,
+        17 => minor >= 6,
+        16 => minor >= 10,
+        15 => minor >= 14,
+        14 => minor >= 19,
+        13 => minor >= 22,
+        _ => false,
+    }
+}
+
 /// An unprivileged account to run the server as.
 #[derive(Debug, Clone)]
 struct RunAs {
@@ -103,8 +166,45 @@ pub fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// A command for a child: cleared environment plus the allow-list, its own
+/// process group, stdin closed, and the unprivileged user when given.
+fn child_command(program: &Path, home: &Path, run_as: Option<&RunAs>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear();
+    for var in INHERITED_ENV {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", DEFAULT_PATH);
+    }
+    cmd.env("HOME", home)
+        .env("LC_ALL", "C")
+        .env("LANG", "C")
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .process_group(0);
+    if let Some(u) = run_as {
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    cmd
+}
+
+/// A system tool (getent, useradd) with a cleared environment.
+fn system_command(name: &str) -> Command {
+    let mut cmd = Command::new(name);
+    cmd.env_clear()
+        .env("PATH", SYSTEM_PATH)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
 fn lookup_user(name: &str) -> Option<RunAs> {
-    let out = Command::new("getent")
+    let out = system_command("getent")
         .args(["passwd", name])
         .output()
         .ok()?;
@@ -119,36 +219,95 @@ fn lookup_user(name: &str) -> Option<RunAs> {
     })
 }
 
-fn unprivileged_user() -> Result<RunAs, LocalPostgresError> {
-    if let Some(u) = lookup_user("postgres") {
-        return Ok(u);
+/// [`RESTORE_USER`], created as a system user without home or shell when
+/// missing; never an account with uid or gid 0.
+fn restore_user() -> Result<RunAs, LocalPostgresError> {
+    let no_user = |problem: String| LocalPostgresError::NoUser {
+        user: RESTORE_USER.to_owned(),
+        problem,
+    };
+    // One creation at a time in this process; another process creating it
+    // at the same moment holds the passwd lock, so retry a few times.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut problem = String::new();
+    let mut found = lookup_user(RESTORE_USER);
+    for _ in 0..10 {
+        if found.is_some() {
+            break;
+        }
+        let created = system_command("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                RESTORE_USER,
+            ])
+            .output();
+        problem = match created {
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            Err(e) => format!("useradd: {e}"),
+        };
+        found = lookup_user(RESTORE_USER);
+        if found.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            found = lookup_user(RESTORE_USER);
+        }
     }
-    let created = Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            "kleidia-restore",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output();
-    if let Some(u) = lookup_user("kleidia-restore") {
-        return Ok(u);
+    let user = found.ok_or_else(|| {
+        no_user(format!(
+            "does not exist and could not be created ({problem})"
+        ))
+    })?;
+    if user.uid == 0 || user.gid == 0 {
+        return Err(no_user(format!(
+            "has uid {} / gid {}, a privileged account",
+            user.uid, user.gid
+        )));
     }
-    if let Some(u) = lookup_user("nobody") {
-        return Ok(u);
-    }
-    Err(LocalPostgresError::NoUser(match created {
-        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
-        Err(e) => e.to_string(),
-    }))
+    Ok(user)
 }
 
-/// Servers started by this process and not yet stopped, so that an
-/// interruption (Ctrl-C) can stop them: `pg_ctl` daemonizes the server, so
-/// it would outlive this process.
+/// Fails unless `user` may enter every folder above `dir`.
+fn check_reachable(dir: &Path, user: &RunAs) -> Result<(), LocalPostgresError> {
+    for ancestor in dir.ancestors().skip(1) {
+        let Ok(meta) = fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = meta.mode() & 0o7777;
+        let may_enter = if meta.uid() == user.uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == user.gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !may_enter {
+            return Err(LocalPostgresError::Unreachable {
+                user: RESTORE_USER.to_owned(),
+                path: ancestor.to_owned(),
+                mode,
+                owner: meta.uid(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `n` random bytes as hex, from the kernel.
+pub(crate) fn random_hex(n: usize) -> io::Result<String> {
+    let mut bytes = vec![0u8; n];
+    fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// Servers started by this process and not yet stopped, so that a signal
+/// handler can stop them: `pg_ctl` daemonizes the server, so it would
+/// outlive this process.
 static RUNNING: std::sync::Mutex<Vec<Running>> = std::sync::Mutex::new(Vec::new());
 
 #[derive(Debug, Clone)]
@@ -159,27 +318,28 @@ struct Running {
     run_as: Option<RunAs>,
 }
 
+impl Running {
+    fn stop(&self) {
+        let mut cmd = child_command(&self.pg_ctl, &self.root, self.run_as.as_ref());
+        cmd.arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "-t", "30", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = cmd.status();
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
 /// Stops every throwaway server this process started and removes their
-/// folders. For interruption handlers; returns how many were stopped.
+/// folders. For signal handlers; returns how many were stopped.
 pub fn stop_all_throwaway_servers() -> usize {
     let running: Vec<Running> = RUNNING
         .lock()
         .map(|mut r| std::mem::take(&mut *r))
         .unwrap_or_default();
     for r in &running {
-        let mut cmd = Command::new(&r.pg_ctl);
-        cmd.current_dir(&r.root)
-            .arg("-D")
-            .arg(&r.data)
-            .args(["-m", "immediate", "-w", "-t", "30", "stop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(u) = &r.run_as {
-            cmd.uid(u.uid).gid(u.gid);
-        }
-        let _ = cmd.status();
-        let _ = fs::remove_dir_all(&r.root);
+        r.stop();
     }
     running.len()
 }
@@ -204,9 +364,10 @@ pub struct TableCount {
 pub struct ThrowawayPostgres {
     bins: PostgresBinaries,
     dir: Option<PrivateDir>,
+    root: PathBuf,
     data: PathBuf,
     socket_dir: PathBuf,
-    port: u16,
+    superuser: String,
     run_as: Option<RunAs>,
     running: bool,
 }
@@ -220,8 +381,11 @@ impl ThrowawayPostgres {
 
     /// Creates and starts a server with the given binaries.
     pub fn start_with(bins: PostgresBinaries) -> Result<Self, LocalPostgresError> {
+        if signals::stop_requested() {
+            return Err(LocalPostgresError::Stopped);
+        }
         let run_as = if effective_uid() == Some(0) {
-            Some(unprivileged_user()?)
+            Some(restore_user()?)
         } else {
             None
         };
@@ -230,9 +394,12 @@ impl ThrowawayPostgres {
         let root = dir.path().to_owned();
         let data = root.join("data");
         let socket_dir = root.join("socket");
-        fs::create_dir(&socket_dir)
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&socket_dir)
             .map_err(io_err(format!("cannot create {}", socket_dir.display())))?;
         if let Some(u) = &run_as {
+            check_reachable(&root, u)?;
             for p in [&root, &socket_dir] {
                 std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid)).map_err(io_err(format!(
                     "cannot hand {} to the PostgreSQL user (uid {})",
@@ -241,13 +408,17 @@ impl ThrowawayPostgres {
                 )))?;
             }
         }
-        let port = free_port().map_err(io_err("cannot pick a free port"))?;
+        let superuser = format!(
+            "{SUPERUSER_PREFIX}{}",
+            random_hex(6).map_err(io_err("cannot read /dev/urandom"))?
+        );
         let mut pg = ThrowawayPostgres {
             bins,
             dir: Some(dir),
+            root,
             data,
             socket_dir,
-            port,
+            superuser,
             run_as,
             running: false,
         };
@@ -256,21 +427,7 @@ impl ThrowawayPostgres {
     }
 
     fn server_command(&self, tool: &str) -> Command {
-        let mut cmd = Command::new(self.bins.tool(tool));
-        let root = self
-            .dir
-            .as_ref()
-            .map(|d| d.path().to_owned())
-            .unwrap_or_default();
-        cmd.current_dir(&root)
-            .env("HOME", &root)
-            .env_remove("PGDATA")
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null());
-        if let Some(u) = &self.run_as {
-            cmd.uid(u.uid).gid(u.gid);
-        }
-        cmd
+        child_command(&self.bins.tool(tool), &self.root, self.run_as.as_ref())
     }
 
     fn init_and_start(&mut self) -> Result<(), LocalPostgresError> {
@@ -278,15 +435,20 @@ impl ThrowawayPostgres {
         initdb
             .arg("-D")
             .arg(&self.data)
-            .args(["-U", SUPERUSER, "--auth=trust", "--no-sync", "-E", "UTF8"])
+            .arg("-U")
+            .arg(&self.superuser)
+            .args(["--auth=trust", "--no-sync", "-E", "UTF8"])
             .args(["--locale=C", "--no-instructions"]);
         run(initdb, "initdb of the throwaway PostgreSQL")?;
+        if signals::stop_requested() {
+            return Err(LocalPostgresError::Stopped);
+        }
         let conf = format!(
-            "\n# throwaway server: Unix socket only, no durability needed\n\
-             listen_addresses = ''\nunix_socket_directories = '{}'\nport = {}\n\
+            "\n# throwaway server: Unix socket only, in a folder only its user can enter\n\
+             listen_addresses = ''\nunix_socket_directories = '{}'\n\
+             unix_socket_permissions = 0700\nport = {SOCKET_PORT}\n\
              fsync = off\nfull_page_writes = off\nsynchronous_commit = off\n",
             self.socket_dir.display(),
-            self.port
         );
         let conf_path = self.data.join("postgresql.conf");
         OpenOptions::new()
@@ -294,7 +456,7 @@ impl ThrowawayPostgres {
             .open(&conf_path)
             .and_then(|mut f| f.write_all(conf.as_bytes()))
             .map_err(io_err(format!("cannot write {}", conf_path.display())))?;
-        let log = self.log_path();
+        let log = self.root.join("server.log");
         let mut start = self.server_command("pg_ctl");
         start
             .arg("-D")
@@ -302,6 +464,7 @@ impl ThrowawayPostgres {
             .arg("-l")
             .arg(&log)
             .args(["-w", "-t", "120", "start"]);
+        self.running = true;
         run(start, "starting the throwaway PostgreSQL").map_err(|e| match e {
             LocalPostgresError::Command { what, detail } => LocalPostgresError::Command {
                 what,
@@ -309,23 +472,22 @@ impl ThrowawayPostgres {
             },
             other => other,
         })?;
-        self.running = true;
-        if let (Ok(mut r), Some(dir)) = (RUNNING.lock(), &self.dir) {
-            r.push(Running {
-                pg_ctl: self.bins.tool("pg_ctl"),
-                root: dir.path().to_owned(),
-                data: self.data.clone(),
-                run_as: self.run_as.clone(),
-            });
+        // Registered under the lock that a signal handler takes, after
+        // checking for a stop: a server is either stopped by the handler or
+        // by this thread, never missed.
+        let mut registry = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        if signals::stop_requested() {
+            drop(registry);
+            let _ = self.stop_server("immediate");
+            return Err(LocalPostgresError::Stopped);
         }
+        registry.push(Running {
+            pg_ctl: self.bins.tool("pg_ctl"),
+            root: self.root.clone(),
+            data: self.data.clone(),
+            run_as: self.run_as.clone(),
+        });
         Ok(())
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir
-            .as_ref()
-            .map(|d| d.path().join("server.log"))
-            .unwrap_or_default()
     }
 
     /// The folder holding the server's Unix socket (its `host`).
@@ -333,9 +495,19 @@ impl ThrowawayPostgres {
         &self.socket_dir
     }
 
-    /// The server's port (names the socket file).
+    /// The port number naming the socket file (`.s.PGSQL.<port>`).
     pub fn port(&self) -> u16 {
-        self.port
+        SOCKET_PORT
+    }
+
+    /// The bootstrap superuser (`kleidia_restore_<random>`).
+    pub fn superuser(&self) -> &str {
+        &self.superuser
+    }
+
+    /// The server's data folder (holds `postmaster.pid`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data
     }
 
     /// The PostgreSQL programs used.
@@ -343,26 +515,33 @@ impl ThrowawayPostgres {
         &self.bins
     }
 
+    /// psql's version (major, minor), from `psql --version` run as the
+    /// server's user.
+    pub fn psql_version(&self) -> Option<(u32, u32)> {
+        let out = self.server_command("psql").arg("--version").output().ok()?;
+        parse_version(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// Whether this psql has `\restrict` (PostgreSQL 18, 17.6, 16.10,
+    /// 15.14, 14.19, 13.22 and later).
+    pub fn psql_has_restrict(&self) -> bool {
+        self.psql_version().is_some_and(has_restrict)
+    }
+
     /// A client command (`psql`, `pg_dumpall`, ...) connected to this
-    /// server as its superuser.
+    /// server as its superuser, as the server's user, with a cleared
+    /// environment.
     pub fn client(&self, tool: &str) -> Command {
-        let mut cmd = Command::new(self.bins.tool(tool));
-        for var in [
-            "PGHOST",
-            "PGPORT",
-            "PGUSER",
-            "PGDATABASE",
-            "PGSERVICE",
-            "PGOPTIONS",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.arg("-h")
+        let mut cmd = self.server_command(tool);
+        cmd.env("PGHOST", &self.socket_dir)
+            .env("PGPORT", SOCKET_PORT.to_string())
+            .env("PGUSER", &self.superuser)
+            .arg("-h")
             .arg(&self.socket_dir)
             .arg("-p")
-            .arg(self.port.to_string())
+            .arg(SOCKET_PORT.to_string())
             .arg("-U")
-            .arg(SUPERUSER);
+            .arg(&self.superuser);
         cmd
     }
 
@@ -375,6 +554,9 @@ impl ThrowawayPostgres {
 
     /// Runs SQL on `database`; returns unaligned, tab-separated output.
     pub fn query(&self, database: &str, sql: &str) -> Result<String, LocalPostgresError> {
+        if signals::stop_requested() {
+            return Err(LocalPostgresError::Stopped);
+        }
         let mut cmd = self.psql(database);
         cmd.args(["-At", "-F", "\t", "-c", sql]);
         let out = run(cmd, &format!("psql on database {database}"))?;
@@ -421,8 +603,10 @@ impl ThrowawayPostgres {
             return Ok(());
         }
         self.running = false;
-        if let Some(dir) = &self.dir {
-            forget(dir.path());
+        forget(&self.root);
+        if !self.data.join("postmaster.pid").exists() {
+            // Already stopped (by a signal handler) or never started.
+            return Ok(());
         }
         let mut stop = self.server_command("pg_ctl");
         stop.arg("-D")
@@ -466,11 +650,6 @@ pub fn table_counts<E>(
         .collect())
 }
 
-fn free_port() -> io::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
 fn tail_of(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -506,16 +685,9 @@ struct PrivateDir {
 
 impl PrivateDir {
     fn new(prefix: &str) -> io::Result<Self> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
         let base = std::env::temp_dir();
         loop {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = base.join(format!("{prefix}{}-{n}-{nanos:x}", std::process::id()));
+            let path = base.join(format!("{prefix}{}-{}", std::process::id(), random_hex(6)?));
             match fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
                     return Ok(PrivateDir {
@@ -535,7 +707,10 @@ impl PrivateDir {
 
     fn remove(mut self) -> io::Result<()> {
         self.removed = true;
-        fs::remove_dir_all(&self.path)
+        match fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 }
 
@@ -544,5 +719,21 @@ impl Drop for PrivateDir {
         if !self.removed {
             let _ = fs::remove_dir_all(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restrict_support_follows_the_august_2025_releases() {
+        assert_eq!(
+            parse_version("psql (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some((15, 18))
+        );
+        assert_eq!(parse_version("psql (PostgreSQL) 18beta1"), Some((18, 0)));
+        assert!(has_restrict((15, 14)) && has_restrict((18, 0)) && has_restrict((17, 6)));
+        assert!(!has_restrict((15, 13)) && !has_restrict((12, 22)) && !has_restrict((17, 5)));
     }
 }

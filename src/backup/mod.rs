@@ -11,7 +11,11 @@
 //! - [`openbao`] fetches a raft snapshot over any connection (a
 //!   port-forward) and checks a snapshot's own `SHA256SUMS`.
 //! - [`verify`] checks a bundle; [`restore`] restores its dump into a
-//!   [`local_postgres::ThrowawayPostgres`] and counts rows.
+//!   [`local_postgres::ThrowawayPostgres`] (an unprivileged user, a cleared
+//!   environment, a private Unix socket) and counts rows, after
+//!   [`dump_check`] refused any line psql would run as more than SQL.
+//! - [`signals`] ends `create` and `verify` cleanly on SIGINT, SIGTERM and
+//!   SIGHUP.
 //! - [`list`], [`prune`] and [`bundle`] find, describe and remove bundles.
 //!
 //! - [`sources`] is the cluster side of [`create::BackupSources`]: exec and
@@ -26,12 +30,14 @@ pub const DEFAULT_DIR: &str = "./backups";
 pub mod bundle;
 pub mod create;
 pub mod crypto;
+pub mod dump_check;
 pub mod list;
 pub mod local_postgres;
 pub mod manifest;
 pub mod openbao;
 pub mod prune;
 pub mod restore;
+pub mod signals;
 pub mod sources;
 pub mod verify;
 pub mod writer;
@@ -58,9 +64,23 @@ pub enum BackupError {
     #[error("'backup create' needs a cluster; it is run through the plugin's cluster connection")]
     NeedsCluster,
     #[error(
-        "interrupted (Ctrl-C); {stopped} throwaway PostgreSQL server(s) of the restore test were stopped and removed"
+        "interrupted by {signal}; {stopped} throwaway PostgreSQL server(s) of the restore test were stopped and removed"
     )]
-    Interrupted { stopped: usize },
+    Interrupted {
+        signal: signals::Signal,
+        stopped: usize,
+    },
     #[error("cannot print the result: {0}")]
     Output(String),
+}
+
+impl BackupError {
+    /// 128 + the signal's number when a signal ended the command, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BackupError::Interrupted { signal, .. } => signal.exit_code(),
+            BackupError::Create(e) => e.signal().map_or(1, signals::Signal::exit_code),
+            _ => 1,
+        }
+    }
 }

@@ -156,10 +156,18 @@ pub fn check_raft_snapshot(reader: impl Read) -> Result<SnapshotCheck, String> {
             .into_owned();
         match name.as_str() {
             "SHA256SUMS" | "meta.json" => {
+                // Read whole, so bounded: a real one has a few hundred bytes.
+                let limit = super::bundle::limits::SNAPSHOT_META;
                 let mut text = String::new();
-                entry
+                (&mut entry)
+                    .take(limit + 1)
                     .read_to_string(&mut text)
                     .map_err(|e| format!("cannot read {name}: {e}"))?;
+                if text.len() as u64 > limit {
+                    return Err(format!(
+                        "{name} in the snapshot has more than {limit} bytes; a real one has a few hundred"
+                    ));
+                }
                 hashes.insert(name.clone(), hex::encode(Sha256::digest(text.as_bytes())));
                 members.insert(name.clone(), text.len() as u64);
                 if name == "SHA256SUMS" {
@@ -232,5 +240,41 @@ impl io::Write for HashSink<'_> {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        for (name, data) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o600);
+            header.set_cksum();
+            tar.append_data(&mut header, name, *data).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn sums_are_checked_and_their_size_is_bounded() {
+        let state = b"raft state";
+        let sums = format!("{}  state.bin\n", hex::encode(Sha256::digest(state)));
+        let good = snapshot(&[("state.bin", state), ("SHA256SUMS", sums.as_bytes())]);
+        assert_eq!(
+            check_raft_snapshot(good.as_slice()).unwrap().verified,
+            vec!["state.bin"]
+        );
+        let huge = format!("{sums}{}", "0".repeat(2 << 20));
+        let bad = snapshot(&[("state.bin", state), ("SHA256SUMS", huge.as_bytes())]);
+        let err = check_raft_snapshot(bad.as_slice()).unwrap_err();
+        assert!(
+            err.contains("SHA256SUMS in the snapshot has more than"),
+            "{err}"
+        );
     }
 }

@@ -1,13 +1,20 @@
 //! `backup prune`: removes old complete bundles, keeping the newest N
-//! (`--keep`) and/or those younger than a maximum age (`--max-age`).
+//! (`--keep`) and/or those younger than a maximum age (`--max-age`) of each
+//! group: bundles of one namespace from one cluster (the namespace, context
+//! and API server their manifests record). Backups of `kleidia-staging`
+//! never push out those of `kleidia`, nor one cluster's another's.
 //!
 //! Rules, chosen to never lose the last good backup:
-//! - only complete bundles (final name and a readable manifest) are removed;
-//!   other folders, incomplete bundles and partial folders are never touched
-//!   (stale partial leftovers are listed so they can be removed by hand);
+//! - only folders this program wrote are removed: a `kleidia-<ns>-<time>`
+//!   name, a real folder (not a link), a readable manifest written by
+//!   kleidia for that namespace, and nothing in it the manifest does not
+//!   list (no foreign file, link or FIFO); anything else is left alone and
+//!   said so, and counts for no group;
+//! - incomplete bundles and partial folders are never touched (stale
+//!   partial leftovers are listed so they can be removed by hand);
 //! - with both rules, a bundle goes only when it is outside the newest N
 //!   **and** older than the maximum age;
-//! - `--max-age` alone never removes the newest complete bundle.
+//! - `--max-age` alone never removes the newest complete bundle of a group.
 
 use std::fs;
 use std::io;
@@ -16,8 +23,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use super::bundle::parse_name;
 use super::list::{BundleState, BundleSummary, ListError, list_bundles};
-use super::manifest::MANIFEST_FILE;
+use super::manifest::{MANIFEST_FILE, ToolInfo};
+use super::verify::{read_manifest, walk};
 
 /// Errors of pruning.
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +53,161 @@ pub struct PruneRule {
 #[serde(rename_all = "camelCase")]
 pub struct PruneReport {
     pub dry_run: bool,
+    /// Every group's bundles removed (all groups together).
     pub removed: Vec<BundleSummary>,
+    /// Every group's bundles kept (all groups together).
     pub kept: Vec<BundleSummary>,
+    /// The plan per namespace and cluster.
+    pub groups: Vec<PruneGroup>,
     /// Partial folders untouched for over an hour; remove them by hand.
     pub stale_partials: Vec<BundleSummary>,
     /// Bundles with a final name but no readable manifest; left alone.
     pub incomplete: Vec<BundleSummary>,
+    /// Complete-looking folders this program did not write as they are;
+    /// left alone.
+    pub left_alone: Vec<LeftAlone>,
     pub freed_bytes: u64,
+}
+
+/// The bundles of one namespace from one cluster, and what prune did with
+/// them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneGroup {
+    pub namespace: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    pub removed: Vec<BundleSummary>,
+    pub kept: Vec<BundleSummary>,
+}
+
+impl PruneGroup {
+    /// `namespace kleidia, context prod (https://...)`, for people.
+    pub fn label(&self) -> String {
+        let mut label = format!("namespace {}", self.namespace);
+        match (&self.context, &self.server) {
+            (Some(c), Some(s)) => label.push_str(&format!(", context {c} ({s})")),
+            (Some(c), None) => label.push_str(&format!(", context {c}")),
+            (None, Some(s)) => label.push_str(&format!(", server {s}")),
+            (None, None) => label.push_str(", no context recorded"),
+        }
+        label
+    }
+}
+
+/// A folder prune did not remove although its name and manifest look
+/// complete, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeftAlone {
+    pub name: String,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl PruneReport {
+    /// The plan (or what was done) per group, then what was left alone,
+    /// for people.
+    pub fn write_human(&self, out: &mut dyn std::io::Write) -> io::Result<()> {
+        let verb = if self.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        for g in &self.groups {
+            writeln!(
+                out,
+                "{}: keeping {}, {verb} {}",
+                g.label(),
+                g.kept.len(),
+                g.removed.len()
+            )?;
+            for b in &g.removed {
+                writeln!(out, "  {verb} {} ({})", b.name, size_text(b.size))?;
+            }
+            for b in &g.kept {
+                writeln!(out, "  kept {}", b.name)?;
+            }
+        }
+        for b in &self.incomplete {
+            writeln!(
+                out,
+                "left alone {} (incomplete: no readable manifest)",
+                b.name
+            )?;
+        }
+        for l in &self.left_alone {
+            writeln!(out, "left alone {}: {}", l.name, l.reason)?;
+        }
+        for b in &self.stale_partials {
+            writeln!(
+                out,
+                "stale partial {}: left by a backup that did not finish; remove it by hand if no backup is running",
+                b.path.display()
+            )?;
+        }
+        writeln!(
+            out,
+            "{verb} {} bundles, {}",
+            self.removed.len(),
+            size_text(self.freed_bytes)
+        )
+    }
+}
+
+fn size_text(n: u64) -> String {
+    crate::report::human_size(n)
+}
+
+/// Why a complete-looking bundle is not one this program wrote as it is,
+/// or `None` when prune may remove it.
+pub fn not_ours(b: &BundleSummary) -> Option<String> {
+    let meta = match fs::symlink_metadata(&b.path) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("cannot inspect it: {e}")),
+    };
+    if !meta.is_dir() {
+        return Some("not a real folder (a link?)".to_owned());
+    }
+    let Some(parsed) = parse_name(&b.name).filter(|p| !p.partial) else {
+        return Some("not named kleidia-<namespace>-<time>".to_owned());
+    };
+    let manifest = match read_manifest(&b.path) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("its manifest cannot be read: {e}")),
+    };
+    if manifest.tool.name != ToolInfo::current().name {
+        return Some(format!(
+            "its manifest was written by {}, not by kleidia",
+            manifest.tool.name
+        ));
+    }
+    if manifest.namespace != parsed.namespace {
+        return Some(format!(
+            "its name says namespace {}, its manifest {}",
+            parsed.namespace, manifest.namespace
+        ));
+    }
+    let mut entries = Vec::new();
+    walk(&b.path, "", &mut entries);
+    let foreign: Vec<String> = entries
+        .into_iter()
+        .filter(|(p, kind)| {
+            *kind != "plain file" || (p != MANIFEST_FILE && manifest.file(p).is_none())
+        })
+        .map(|(p, kind)| match kind {
+            "plain file" => p,
+            kind => format!("{p} ({kind})"),
+        })
+        .collect();
+    if !foreign.is_empty() {
+        return Some(format!(
+            "it holds files the backup did not write: {}; remove them or the folder by hand",
+            foreign.join(", ")
+        ));
+    }
+    None
 }
 
 /// Decides which complete bundles go; returns (remove, keep).
@@ -84,19 +241,80 @@ pub fn plan(
     Ok((remove, keep))
 }
 
-/// Prunes `dir` by `rule`; with `dry_run` only reports.
+/// Plans each group (namespace, context, server) on its own; groups come
+/// sorted by namespace, then context and server.
+pub fn plan_groups(
+    bundles: &[BundleSummary],
+    rule: PruneRule,
+    now: DateTime<Utc>,
+) -> Result<Vec<PruneGroup>, PruneError> {
+    let mut keys: Vec<(String, Option<String>, Option<String>)> = bundles
+        .iter()
+        .filter(|b| b.state == BundleState::Complete)
+        .map(|b| (b.namespace.clone(), b.context.clone(), b.server.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut groups = Vec::new();
+    for (namespace, context, server) in keys {
+        let members: Vec<BundleSummary> = bundles
+            .iter()
+            .filter(|b| {
+                b.state == BundleState::Complete
+                    && b.namespace == namespace
+                    && b.context == context
+                    && b.server == server
+            })
+            .cloned()
+            .collect();
+        let (removed, kept) = plan(&members, rule, now)?;
+        groups.push(PruneGroup {
+            namespace,
+            context,
+            server,
+            removed,
+            kept,
+        });
+    }
+    if groups.is_empty() {
+        // Still say when no rule was given.
+        plan(&[], rule, now)?;
+    }
+    Ok(groups)
+}
+
+/// Prunes `dir` by `rule`, group by group; with `dry_run` only reports.
 pub fn prune(
     dir: &Path,
     rule: PruneRule,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<PruneReport, PruneError> {
-    let bundles = list_bundles(dir, now)?;
-    let (remove, kept) = plan(&bundles, rule, now)?;
+    let mut bundles = list_bundles(dir, now)?;
+    let mut left_alone = Vec::new();
+    bundles.retain(|b| {
+        if b.state != BundleState::Complete {
+            return true;
+        }
+        match not_ours(b) {
+            None => true,
+            Some(reason) => {
+                left_alone.push(LeftAlone {
+                    name: b.name.clone(),
+                    path: b.path.clone(),
+                    reason,
+                });
+                false
+            }
+        }
+    });
+    let mut groups = plan_groups(&bundles, rule, now)?;
     let mut report = PruneReport {
         dry_run,
         removed: Vec::new(),
-        kept,
+        kept: groups.iter().flat_map(|g| g.kept.clone()).collect(),
+        groups: Vec::new(),
+        left_alone,
         stale_partials: bundles
             .iter()
             .filter(|b| b.state == BundleState::Partial && b.stale)
@@ -109,24 +327,32 @@ pub fn prune(
             .collect(),
         freed_bytes: 0,
     };
-    for b in remove {
-        if !dry_run {
-            // Re-check right before removing: a real folder, still a bundle.
-            let meta = fs::symlink_metadata(&b.path).map_err(|source| PruneError::Remove {
-                path: b.path.clone(),
-                source,
-            })?;
-            if !meta.is_dir() || !b.path.join(MANIFEST_FILE).is_file() {
-                continue;
+    for group in &mut groups {
+        let planned = std::mem::take(&mut group.removed);
+        for b in planned {
+            if !dry_run {
+                // Re-check right before removing: still a bundle of ours.
+                if let Some(reason) = not_ours(&b) {
+                    group.kept.push(b.clone());
+                    report.kept.push(b.clone());
+                    report.left_alone.push(LeftAlone {
+                        name: b.name.clone(),
+                        path: b.path.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+                fs::remove_dir_all(&b.path).map_err(|source| PruneError::Remove {
+                    path: b.path.clone(),
+                    source,
+                })?;
             }
-            fs::remove_dir_all(&b.path).map_err(|source| PruneError::Remove {
-                path: b.path.clone(),
-                source,
-            })?;
+            report.freed_bytes += b.size;
+            report.removed.push(b.clone());
+            group.removed.push(b);
         }
-        report.freed_bytes += b.size;
-        report.removed.push(b);
     }
+    report.groups = groups;
     Ok(report)
 }
 
@@ -175,6 +401,8 @@ mod tests {
             name: name.to_owned(),
             path: PathBuf::from(name),
             namespace: "kleidia".into(),
+            context: None,
+            server: None,
             time: now - TimeDelta::hours(hours_ago),
             state: BundleState::Complete,
             stale: false,

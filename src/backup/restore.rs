@@ -1,23 +1,49 @@
 //! `verify --restore-test`: load a `pg_dumpall` dump into a throwaway local
 //! PostgreSQL and report what came back: databases, tables, exact row counts.
+//!
+//! The dump goes through [`GuardedDump`] on its way to psql (refused lines
+//! never reach it), psql runs in restricted mode when it has `\restrict`,
+//! and stops at the first error (`ON_ERROR_STOP=1`): a restore into a fresh
+//! server has no expected errors, since the server's superuser has a name no
+//! dump holds (see docs/security.md).
 
-use std::io::{self, BufRead, BufReader, Read};
-use std::process::Stdio;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::process::{Child, Stdio};
 
 use serde::Serialize;
 
-use super::local_postgres::{LocalPostgresError, PostgresBinaries, TableCount, ThrowawayPostgres};
+use super::dump_check::{DumpRefusal, GuardedDump};
+use super::local_postgres::{
+    LocalPostgresError, PostgresBinaries, TableCount, ThrowawayPostgres, random_hex,
+};
+use super::signals;
 
-/// Errors that stop a restore test (SQL errors inside the dump do not: they
-/// are counted in the report).
+/// How many of psql's error lines a failed restore reports.
+const ERROR_SAMPLES: usize = 5;
+
+/// Errors that fail a restore test.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error(transparent)]
     Postgres(#[from] LocalPostgresError),
+    #[error(
+        "the dump was refused before psql ran it: {0}; do not restore this dump with psql: it was altered or does not come from pg_dumpall"
+    )]
+    Refused(DumpRefusal),
     #[error("feeding the dump to psql failed: {0}")]
     Feed(io::Error),
-    #[error("psql stopped while restoring the dump: {0}")]
+    #[error("psql could not run: {0}")]
     Psql(String),
+    #[error(
+        "psql stopped at the first error of the dump ({}); a restore into a fresh server has none, so the dump does not restore as it is",
+        .errors.join("; ")
+    )]
+    Statements {
+        /// psql's first error lines, quoted values masked.
+        errors: Vec<String>,
+    },
+    #[error("the restore test was stopped by a signal")]
+    Stopped,
 }
 
 /// One restored database.
@@ -34,13 +60,16 @@ pub struct RestoreReport {
     /// Version of the local PostgreSQL the dump was restored into.
     pub postgres_version: String,
     pub databases: Vec<DatabaseReport>,
-    /// SQL errors while restoring, other than the expected ones.
+    /// SQL errors while restoring: always 0 in a report (the first error
+    /// fails the restore test instead).
     pub errors: u64,
-    /// Errors every `pg_dumpall` restore into a fresh cluster shows
-    /// (`role "..." already exists`).
+    /// Errors tolerated as expected: always 0, since the throwaway server's
+    /// superuser has a name no dump holds (no `role ... already exists`).
     pub expected_errors: u64,
-    /// The first few unexpected errors, with quoted values masked.
+    /// Kept for the output's shape; errors are in the failure instead.
     pub error_samples: Vec<String>,
+    /// Whether psql ran in restricted mode (`\restrict`, psql 13.22+).
+    pub restricted: bool,
 }
 
 impl RestoreReport {
@@ -60,8 +89,10 @@ pub fn restore_test(
         None => ThrowawayPostgres::start()?,
     };
     let report = restore_into(&pg, dump);
-    pg.stop()?;
-    report
+    let stopped = pg.stop();
+    let report = report?;
+    stopped?;
+    Ok(report)
 }
 
 /// Restores `dump` (plain SQL from `pg_dumpall`) into `pg` and reports.
@@ -69,9 +100,20 @@ pub fn restore_into(
     pg: &ThrowawayPostgres,
     dump: &mut dyn Read,
 ) -> Result<RestoreReport, RestoreError> {
+    let restrict_key = if pg.psql_has_restrict() {
+        Some(random_hex(32).map_err(RestoreError::Feed)?)
+    } else {
+        None
+    };
     let mut psql = pg.client("psql");
-    psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-v", "VERBOSITY=terse"])
-        .args(["-d", "postgres", "-f", "-"])
+    psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse"])
+        .args(["-d", "postgres"]);
+    if let Some(key) = &restrict_key {
+        // Not a credential: it only has to be unknown to the dump, which
+        // was written before the key was drawn.
+        psql.arg("-c").arg(format!("\\restrict {key}"));
+    }
+    psql.args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -79,26 +121,29 @@ pub fn restore_into(
         .spawn()
         .map_err(|e| RestoreError::Psql(format!("cannot start psql: {e}")))?;
     let stderr = child.stderr.take().expect("stderr is piped");
-    let errors = std::thread::spawn(move || count_errors(stderr));
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let fed = io::copy(dump, &mut stdin);
-    drop(stdin);
-    let status = child
-        .wait()
-        .map_err(|e| RestoreError::Psql(e.to_string()))?;
-    let (errors, expected_errors, error_samples) = errors
-        .join()
-        .map_err(|_| RestoreError::Psql("reading psql's messages failed".to_owned()))?;
-    match fed {
-        Ok(_) => {}
-        // psql exited early; its status says why.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(RestoreError::Feed(e)),
+    let errors = std::thread::spawn(move || error_lines(stderr));
+    let mut guarded = GuardedDump::new(dump, restrict_key.clone());
+    let fed = feed(&mut guarded, &mut child);
+    let status = child.wait();
+    let errors = errors.join().unwrap_or_default();
+    if signals::stop_requested() {
+        return Err(RestoreError::Stopped);
     }
+    if let Err(e) = fed {
+        return Err(match DumpRefusal::from_io(&e) {
+            Some(r) => RestoreError::Refused(r.clone()),
+            None => RestoreError::Feed(e),
+        });
+    }
+    let status = status.map_err(|e| RestoreError::Psql(e.to_string()))?;
     if !status.success() {
-        return Err(RestoreError::Psql(format!(
-            "psql exited with {status} after {errors} errors"
-        )));
+        return Err(RestoreError::Statements {
+            errors: if errors.is_empty() {
+                vec![format!("psql exited with {status} and printed no error")]
+            } else {
+                errors
+            },
+        });
     }
     let mut databases = Vec::new();
     for name in pg.databases()? {
@@ -108,29 +153,81 @@ pub fn restore_into(
     Ok(RestoreReport {
         postgres_version: pg.version()?,
         databases,
-        errors,
-        expected_errors,
-        error_samples,
+        errors: 0,
+        expected_errors: 0,
+        error_samples: Vec::new(),
+        restricted: restrict_key.is_some(),
     })
 }
 
-fn count_errors(stderr: impl Read) -> (u64, u64, Vec<String>) {
-    let (mut errors, mut expected, mut samples) = (0u64, 0u64, Vec::new());
+/// Copies the checked dump into psql's stdin. On a refusal or a stop, psql
+/// is killed before it reads the rest of its input; when psql exits early
+/// (an error), its exit status says why.
+fn feed(dump: &mut dyn Read, child: &mut Child) -> io::Result<()> {
+    // The checked dump comes a line at a time: write it in large chunks.
+    let mut stdin =
+        io::BufWriter::with_capacity(256 * 1024, child.stdin.take().expect("stdin is piped"));
+    let mut buf = vec![0u8; 256 * 1024];
+    let result = loop {
+        if let Err(e) = signals::check_stop() {
+            break Err(e);
+        }
+        let n = match dump.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        };
+        match stdin.write_all(&buf[..n]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    let result = result.and_then(|()| match stdin.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
+    });
+    if result.is_err() {
+        // Not a clean end of input: psql must not run what it has buffered.
+        let _ = child.kill();
+        // Nothing more reaches psql, not even what is buffered here.
+        let (_, _) = stdin.into_parts();
+    } else {
+        drop(stdin);
+    }
+    result
+}
+
+/// psql's error lines (`psql:<stdin>:LINE: ERROR: ...`), the first few,
+/// with quoted values masked.
+fn error_lines(stderr: impl Read) -> Vec<String> {
+    let mut samples = Vec::new();
     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        let Some(pos) = line.find("ERROR:").or_else(|| line.find("FATAL:")) else {
+        let Some(pos) = ["ERROR:", "FATAL:", "error:"]
+            .iter()
+            .filter_map(|m| line.find(m))
+            .min()
+        else {
             continue;
         };
-        let message = &line[pos..];
-        if message.contains("role \"") && message.ends_with("already exists") {
-            expected += 1;
-            continue;
-        }
-        errors += 1;
-        if samples.len() < 5 {
-            samples.push(mask_quoted(message));
+        if samples.len() < ERROR_SAMPLES {
+            samples.push(match dump_line_of(&line) {
+                Some(n) => format!("line {n}: {}", mask_quoted(&line[pos..])),
+                None => mask_quoted(&line[pos..]),
+            });
         }
     }
-    (errors, expected, samples)
+    samples
+}
+
+/// The dump line psql names in `psql:<stdin>:LINE: ...`.
+fn dump_line_of(line: &str) -> Option<u64> {
+    line.strip_prefix("psql:<stdin>:")?
+        .split(':')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Masks quoted parts of a message: they can hold data from the dump.
@@ -155,15 +252,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errors_are_counted_and_masked() {
-        let text = "psql:<stdin>:3: ERROR:  role \"yubiuser\" already exists\n\
-                    psql:<stdin>:9: ERROR:  invalid input syntax for type integer: \"secret\"\n\
-                    NOTICE: fine\n";
-        let (errors, expected, samples) = count_errors(text.as_bytes());
-        assert_eq!((errors, expected), (1, 1));
+    fn error_lines_name_the_dump_line_and_mask_values() {
+        let text = "psql:<stdin>:9: ERROR:  invalid input syntax for type integer: \"secret\"\n\
+                    NOTICE: fine\n\
+                    psql:<stdin>:12: error: backslash commands are restricted; only \\unrestrict is allowed\n";
+        let samples = error_lines(text.as_bytes());
         assert_eq!(
-            samples[0],
-            "ERROR:  invalid input syntax for type integer: \"…\""
+            samples,
+            vec![
+                "line 9: ERROR:  invalid input syntax for type integer: \"…\"".to_owned(),
+                "line 12: error: backslash commands are restricted; only \\unrestrict is allowed"
+                    .to_owned(),
+            ]
         );
     }
 }

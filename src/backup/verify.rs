@@ -6,20 +6,22 @@
 //! throwaway PostgreSQL.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
-use std::path::{Component as PathComponent, Path, PathBuf};
+use std::io::{self, BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::bundle::parse_name;
+use super::bundle::{BundleFileError, kind_of, limits, open_plain, parse_name, read_plain};
 use super::crypto::Decryption;
+use super::dump_check::{DumpRefusal, GuardedDump};
 use super::local_postgres::PostgresBinaries;
 use super::manifest::{
     Compression, FileEntry, FileKind, MANIFEST_FILE, MANIFEST_VERSION, Manifest,
 };
 use super::openbao::check_raft_snapshot;
 use super::restore::{RestoreReport, restore_test};
+use super::signals;
 use super::writer::contains;
 
 /// The line `pg_dumpall` writes last.
@@ -159,12 +161,20 @@ pub fn read_manifest(bundle: &Path) -> Result<Manifest, VerifyError> {
         return Err(VerifyError::NotAFolder(bundle.to_owned()));
     }
     let path = bundle.join(MANIFEST_FILE);
-    let data = match fs::read(&path) {
+    let data = match read_plain(bundle, MANIFEST_FILE, limits::MANIFEST) {
         Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        Err(BundleFileError::Missing) => {
             return Err(VerifyError::NoManifest(bundle.to_owned()));
         }
-        Err(source) => return Err(VerifyError::Read { path, source }),
+        Err(BundleFileError::Io { source, .. }) => {
+            return Err(VerifyError::Read { path, source });
+        }
+        Err(e) => {
+            return Err(VerifyError::BadManifest {
+                path,
+                reason: e.to_string(),
+            });
+        }
     };
     let manifest: Manifest =
         serde_json::from_slice(&data).map_err(|e| VerifyError::BadManifest {
@@ -201,16 +211,30 @@ pub fn verify_bundle(bundle: &Path, opts: &VerifyOptions<'_>) -> Result<VerifyRe
             "the folder is not named kleidia-<namespace>-<time> (renamed by hand?)".to_owned(),
         ),
     }
-    for stray in stray_files(bundle, &manifest) {
-        problems.push(format!("{stray} is in the folder but not in the manifest"));
+    for (stray, kind) in stray_files(bundle, &manifest) {
+        problems.push(match kind {
+            "plain file" => format!("{stray} is in the folder but not in the manifest"),
+            kind => format!(
+                "{stray} is in the folder but not in the manifest, and is a {kind} (a bundle holds only plain files)"
+            ),
+        });
     }
     let mut files = Vec::new();
     for entry in &manifest.files {
         files.push(verify_file(bundle, entry, opts.decryption, &mut notes));
     }
-    let restore = opts
-        .restore_test
-        .then(|| run_restore_test(bundle, &manifest, opts));
+    let unsafe_dump = files
+        .iter()
+        .filter(|f| f.kind == FileKind::PostgresDump)
+        .flat_map(|f| &f.checks)
+        .find(|c| c.name == "dump-safe" && c.status == Status::Failed)
+        .map(|c| c.detail.clone().unwrap_or_default());
+    let restore = opts.restore_test.then(|| match unsafe_dump {
+        Some(why) => RestoreOutcome::Failed {
+            error: format!("not run: the dump failed its checks ({why})"),
+        },
+        None => run_restore_test(bundle, &manifest, opts),
+    });
     let ok = problems.is_empty()
         && files.iter().all(FileReport::ok)
         && !matches!(restore, Some(RestoreOutcome::Failed { .. }));
@@ -224,16 +248,19 @@ pub fn verify_bundle(bundle: &Path, opts: &VerifyOptions<'_>) -> Result<VerifyRe
     })
 }
 
-fn stray_files(bundle: &Path, manifest: &Manifest) -> Vec<String> {
+/// Entries of the bundle the manifest does not list, with what they are.
+fn stray_files(bundle: &Path, manifest: &Manifest) -> Vec<(String, &'static str)> {
     let mut found = Vec::new();
     walk(bundle, "", &mut found);
     found
         .into_iter()
-        .filter(|p| p != MANIFEST_FILE && manifest.file(p).is_none())
+        .filter(|(p, _)| p != MANIFEST_FILE && manifest.file(p).is_none())
         .collect()
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+/// Every entry below `dir` that is not a folder, with its kind; links are
+/// listed, never followed.
+pub(crate) fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, &'static str)>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -244,20 +271,26 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
         } else {
             format!("{prefix}/{name}")
         };
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            walk(&e.path(), &rel, out);
-        } else {
-            out.push(rel);
+        match e.file_type() {
+            Ok(t) if t.is_dir() => walk(&e.path(), &rel, out),
+            Ok(t) => out.push((rel, kind_of(t))),
+            Err(_) => out.push((rel, "unreadable entry")),
         }
     }
 }
 
-fn safe_path(bundle: &Path, rel: &str) -> Option<PathBuf> {
-    let p = Path::new(rel);
-    (!rel.is_empty()
-        && p.components()
-            .all(|c| matches!(c, PathComponent::Normal(_))))
-    .then(|| bundle.join(p))
+/// Largest content a file of this kind may have when read whole.
+fn content_limit(kind: FileKind) -> Option<u64> {
+    match kind {
+        FileKind::HelmValues => Some(limits::VALUES),
+        FileKind::HelmRelease | FileKind::OpenbaoUnsealKey => Some(limits::RECORD),
+        _ => None,
+    }
+}
+
+/// Largest stored size of a file of this kind (content plus age's framing).
+fn stored_limit(kind: FileKind) -> Option<u64> {
+    content_limit(kind).map(|l| l + l / 64 + (1 << 20))
 }
 
 fn verify_file(
@@ -272,19 +305,23 @@ fn verify_file(
         kind: entry.kind,
         checks,
     };
-    let Some(path) = safe_path(bundle, &entry.path) else {
-        checks.push(Check::failed(
-            "path",
-            "the manifest names a path outside the bundle".to_owned(),
-        ));
-        return report(checks);
-    };
-    // Pass 1: the stored bytes, checked without any key.
-    match hash_file(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            checks.push(Check::failed("exists", "the file is missing".to_owned()));
+    // Only plain files are opened: a link could point anywhere, a FIFO
+    // would block the read forever.
+    let mut file = match open_plain(bundle, &entry.path, stored_limit(entry.kind)) {
+        Ok((f, _)) => f,
+        Err(e) => {
+            let name = match e {
+                BundleFileError::Missing => "exists",
+                BundleFileError::OutsideBundle => "path",
+                BundleFileError::TooLarge { .. } => "size",
+                _ => "read",
+            };
+            checks.push(Check::failed(name, e.to_string()));
             return report(checks);
         }
+    };
+    // Pass 1: the stored bytes, checked without any key.
+    match hash_reader(&mut file) {
         Err(e) => {
             checks.push(Check::failed("read", e.to_string()));
             return report(checks);
@@ -322,13 +359,10 @@ fn verify_file(
         }
         return report(checks);
     }
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) => {
-            checks.push(Check::failed("read", e.to_string()));
-            return report(checks);
-        }
-    };
+    if let Err(e) = file.rewind() {
+        checks.push(Check::failed("read", e.to_string()));
+        return report(checks);
+    }
     let mut reader = match open_content(
         BufReader::with_capacity(256 * 1024, file),
         entry,
@@ -341,10 +375,20 @@ fn verify_file(
         }
     };
     let mut hashing = HashingReader::new(&mut reader);
-    let result = check_content(entry.kind, &mut hashing);
+    let mut safety = None;
+    let result = if entry.kind == FileKind::PostgresDump {
+        let checks = check_dump(&mut hashing);
+        safety = checks.safe;
+        checks.complete
+    } else {
+        check_content(entry.kind, &mut hashing)
+    };
     // Read what the check left, so the hash and the decoding cover everything.
     let drained = io::copy(&mut hashing, &mut io::sink());
     let (content_size, content_sha) = hashing.finish();
+    if let Some(Err(e)) = &safety {
+        checks.push(Check::failed("dump-safe", e.clone()));
+    }
     match (&result, drained) {
         (Err(e), _) => checks.push(Check::failed(content_check_name(entry.kind), e.clone())),
         (Ok(_), Err(e)) => checks.push(Check::failed("decode", layer_message(&e))),
@@ -356,6 +400,9 @@ fn verify_file(
                 checks.push(Check::ok("zstd", None));
             }
             checks.push(Check::ok(content_check_name(entry.kind), detail.clone()));
+            if let Some(Ok(detail)) = &safety {
+                checks.push(Check::ok("dump-safe", Some(detail.clone())));
+            }
             if let Some(want) = &entry.content_sha256 {
                 checks.push(
                     if *want == content_sha && entry.content_size.is_none_or(|s| s == content_size)
@@ -448,13 +495,13 @@ pub(crate) fn check_content(
             Ok(Some(format!("{count} entries")))
         }
         FileKind::HelmValues => {
-            let text = read_small(reader)?;
+            let text = read_small(reader, limits::VALUES)?;
             serde_yaml_ng::from_slice::<serde_yaml_ng::Value>(&text)
                 .map(|_| None)
                 .map_err(|e| format!("not valid YAML: {e}"))
         }
         FileKind::HelmRelease | FileKind::OpenbaoUnsealKey => {
-            let text = read_small(reader)?;
+            let text = read_small(reader, limits::RECORD)?;
             serde_json::from_slice::<serde_json::Value>(&text)
                 .map(|_| None)
                 .map_err(|e| format!("not valid JSON: {e}"))
@@ -465,13 +512,78 @@ pub(crate) fn check_content(
     }
 }
 
-fn read_small(reader: &mut dyn Read) -> Result<Vec<u8>, String> {
+fn read_small(reader: &mut dyn Read, limit: u64) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
     reader
-        .take(64 * 1024 * 1024)
+        .take(limit + 1)
         .read_to_end(&mut buf)
         .map_err(|e| layer_message(&e))?;
+    if buf.len() as u64 > limit {
+        return Err(format!(
+            "the content has more than {limit} bytes, the limit for such a file"
+        ));
+    }
     Ok(buf)
+}
+
+/// The two content checks of a dump.
+struct DumpChecks {
+    /// Its completion marker (`dump-complete`).
+    complete: Result<Option<String>, String>,
+    /// What psql would make of it (`dump-safe`, see [`super::dump_check`]);
+    /// `None` when the stream itself failed, which `complete` reports.
+    safe: Option<Result<String, String>>,
+}
+
+/// Runs [`DumpChecks`] over the whole dump.
+fn check_dump(reader: &mut dyn Read) -> DumpChecks {
+    let mut tail = TailKeeper {
+        inner: reader,
+        tail: Vec::new(),
+    };
+    let mut guard = GuardedDump::new(&mut tail, None);
+    let safe = io::copy(&mut guard, &mut io::sink());
+    let lines = guard.lines();
+    drop(guard);
+    let safe = match safe {
+        Ok(_) => Some(Ok(format!(
+            "{lines} lines, no psql meta-command or COPY PROGRAM/file"
+        ))),
+        Err(e) => DumpRefusal::from_io(&e).map(|r| {
+            Err(format!(
+                "{r}; do not restore this dump with psql: it was altered or does not come from pg_dumpall"
+            ))
+        }),
+    };
+    // The rest of the stream (after a refusal), for the marker.
+    let rest = io::copy(&mut tail, &mut io::sink());
+    let complete = match rest {
+        Err(e) => Err(layer_message(&e)),
+        Ok(_) if contains(&tail.tail, DUMP_COMPLETE_MARKER.as_bytes()) => {
+            Ok(Some("completion marker found".to_owned()))
+        }
+        Ok(_) => Err(format!(
+            "the dump does not end with '{DUMP_COMPLETE_MARKER}': it was cut short"
+        )),
+    };
+    DumpChecks { complete, safe }
+}
+
+/// Keeps the last few KiB of what is read through it.
+struct TailKeeper<'a> {
+    inner: &'a mut dyn Read,
+    tail: Vec<u8>,
+}
+
+impl Read for TailKeeper<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.tail.extend_from_slice(&buf[..n]);
+        if self.tail.len() > 8192 {
+            self.tail.drain(..self.tail.len() - 4096);
+        }
+        Ok(n)
+    }
 }
 
 /// Marks which layer (age, zstd) an error came from.
@@ -552,9 +664,8 @@ pub fn open_dump<'a>(
         .iter()
         .find(|f| f.kind == FileKind::PostgresDump)
         .ok_or("the bundle has no PostgreSQL dump (was it made without the data component?)")?;
-    let path =
-        safe_path(bundle, &entry.path).ok_or("the manifest names a path outside the bundle")?;
-    let file = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let (file, _) = open_plain(bundle, &entry.path, None)
+        .map_err(|e| format!("cannot open {}: {e}", entry.path))?;
     open_content(
         BufReader::with_capacity(256 * 1024, file),
         entry,
@@ -585,12 +696,12 @@ fn run_restore_test(
     }
 }
 
-fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    let mut f = File::open(path)?;
+fn hash_reader(f: &mut File) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
+        signals::check_stop()?;
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
@@ -622,6 +733,7 @@ impl<R: Read> HashingReader<R> {
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        signals::check_stop()?;
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;

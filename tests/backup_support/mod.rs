@@ -291,3 +291,82 @@ impl Drop for ThrowawayOpenBao {
         let _ = self.child.wait();
     }
 }
+
+/// `body` as a pg_dumpall dump: with its completion marker at the end.
+pub fn dump_text(body: &str) -> String {
+    format!(
+        "--\n-- PostgreSQL database cluster dump\n--\n\n{body}\n--\n{}\n--\n\n",
+        kleidia::backup::verify::DUMP_COMPLETE_MARKER
+    )
+}
+
+/// A complete bundle in `dir` holding `dump` as its (zstd) PostgreSQL dump,
+/// encrypted when `encryption` is given.
+pub async fn bundle_with_dump(
+    dir: &Path,
+    dump: &str,
+    encryption: Option<kleidia::backup::crypto::Encryption>,
+) -> PathBuf {
+    use kleidia::backup::manifest::{Component, FileKind, Manifest};
+    use kleidia::backup::writer::AddOptions;
+    let mut writer = new_writer(dir, "kleidia");
+    let name = if encryption.is_some() {
+        "postgres.sql.zst.age"
+    } else {
+        "postgres.sql.zst"
+    };
+    writer
+        .add_bytes(
+            name,
+            FileKind::PostgresDump,
+            dump.as_bytes(),
+            AddOptions {
+                compress: true,
+                encrypt: encryption.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("write the dump");
+    let mut manifest = Manifest::new("kleidia", chrono::Utc::now());
+    manifest.components = vec![Component::Data];
+    manifest.encryption = encryption
+        .as_ref()
+        .map(kleidia::backup::crypto::Encryption::record);
+    writer.finish(manifest).expect("finish the bundle")
+}
+
+/// Sets `path`'s permission bits.
+pub fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Whether this test runs as root (the restore test then runs as
+/// `kleidia-restore`).
+pub fn running_as_root() -> bool {
+    kleidia::backup::local_postgres::effective_uid() == Some(0)
+}
+
+/// The uid a process runs as (`/proc/PID/status`), if it exists.
+pub fn uid_of_process(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The postmaster's pid of a PostgreSQL data folder (`postmaster.pid`).
+pub fn postmaster_pid(data: &Path) -> Option<u32> {
+    std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -34,6 +34,7 @@ use crate::backup::crypto::{Decryption, Encryption};
 use crate::backup::list::{BundleState, BundleSummary, list_bundles};
 use crate::backup::manifest::Component;
 use crate::backup::prune::{PruneReport, PruneRule, prune};
+use crate::backup::signals;
 use crate::backup::sources::ClusterSources;
 use crate::backup::verify::{
     RestoreOutcome, Status, VerifyOptions, VerifyReport, read_manifest, verify_bundle,
@@ -200,8 +201,9 @@ impl Outcome {
     }
 }
 
-/// Runs `list`, `verify` or `prune`, printing to `out`. Ctrl-C during a
-/// restore test stops the throwaway PostgreSQL before returning.
+/// Runs `list`, `verify` or `prune`, printing to `out`. SIGINT, SIGTERM or
+/// SIGHUP during verify stops its work and the throwaway PostgreSQL before
+/// returning.
 pub async fn run_local(
     command: &BackupCommand,
     format: OutputFormat,
@@ -223,9 +225,9 @@ pub async fn run_local_with(
             let work = tokio::task::spawn_blocking(move || verify_local(&args));
             let report = tokio::select! {
                 r = work => r.map_err(|e| BackupError::Output(e.to_string()))??,
-                _ = interrupted() => {
-                    let stopped = crate::backup::local_postgres::stop_all_throwaway_servers();
-                    return Err(BackupError::Interrupted { stopped });
+                signal = signals::interrupted() => {
+                    let stopped = signals::stop_local_work();
+                    return Err(BackupError::Interrupted { signal, stopped });
                 }
             };
             emit(out, format, &report, |out| {
@@ -234,12 +236,6 @@ pub async fn run_local_with(
             Ok(Outcome::of_verify(&report, a))
         }
         other => run_local_blocking_with(other, format, painter, out),
-    }
-}
-
-async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 
@@ -317,9 +313,10 @@ pub fn create_options(args: &CreateArgs, namespace: &str) -> Result<CreateOption
     Ok(opts)
 }
 
-/// Runs `backup create` with the cluster's `sources`; Ctrl-C interrupts it
-/// cleanly (no bundle left). `invocation` is how the operator calls the
-/// plugin (`kubectl kleidia`), for the suggested next command.
+/// Runs `backup create` with the cluster's `sources`; SIGINT, SIGTERM or
+/// SIGHUP interrupts it cleanly (no bundle left). `invocation` is how the
+/// operator calls the plugin (`kubectl kleidia`), for the suggested next
+/// command.
 pub async fn run_create(
     args: &CreateArgs,
     namespace: &str,
@@ -329,14 +326,7 @@ pub async fn run_create(
     out: &mut dyn Write,
 ) -> Result<Outcome, BackupError> {
     let opts = create_options(args, namespace)?;
-    let interrupt = async {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => "Ctrl-C".to_owned(),
-            // No signal handler: never interrupt.
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let created = create_bundle(&opts, sources, interrupt).await?;
+    let created = create_bundle(&opts, sources, signals::interrupted()).await?;
     emit(out, format, &created, |out| {
         render_created(out, &created, invocation)
     })?;
@@ -627,33 +617,7 @@ fn render_verify(out: &mut dyn Write, r: &VerifyReport, p: Painter) -> io::Resul
 }
 
 fn render_prune(out: &mut dyn Write, r: &PruneReport, _p: Painter) -> io::Result<()> {
-    let verb = if r.dry_run { "would remove" } else { "removed" };
-    for b in &r.removed {
-        writeln!(out, "{verb} {} ({})", b.name, human_size(b.size))?;
-    }
-    for b in &r.kept {
-        writeln!(out, "kept {}", b.name)?;
-    }
-    for b in &r.incomplete {
-        writeln!(
-            out,
-            "left alone {} (incomplete: no readable manifest)",
-            b.name
-        )?;
-    }
-    for b in &r.stale_partials {
-        writeln!(
-            out,
-            "stale partial {}: left by a backup that did not finish; remove it by hand if no backup is running",
-            b.path.display()
-        )?;
-    }
-    writeln!(
-        out,
-        "{verb} {} bundles, {}",
-        r.removed.len(),
-        human_size(r.freed_bytes)
-    )
+    r.write_human(out)
 }
 
 fn render_created(out: &mut dyn Write, c: &CreatedBundle, invocation: &str) -> io::Result<()> {

@@ -112,7 +112,9 @@ fn parse_component(s: &str) -> Result<Component, String> {
 fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
     match s.split_once(':') {
         Some((n, k)) if !n.is_empty() && !k.is_empty() => Ok((n.to_owned(), k.to_owned())),
-        _ => Err(format!("'{s}' is not NAME:KEY (for example openbao-root:token)")),
+        _ => Err(format!(
+            "'{s}' is not NAME:KEY (for example openbao-root:token)"
+        )),
     }
 }
 
@@ -203,7 +205,8 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
         return Ok(0);
     }
     if plan.components.iter().all(|c| c.is_noop()) {
-        messages.note("nothing to upgrade: every release already runs these charts with these values");
+        messages
+            .note("nothing to upgrade: every release already runs these charts with these values");
         return Ok(0);
     }
     confirm(args, &plan)?;
@@ -231,13 +234,23 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = tokio::spawn(watch_signals(stop_tx, messages));
     let result = locked(
-        &target, args, &plan, &values, major, &mut record, stop_rx, messages,
+        &target,
+        args,
+        &plan,
+        &values,
+        major,
+        &mut record,
+        stop_rx,
+        messages,
     )
     .await;
     signals.abort();
     record.ended_at = Some(chrono::Utc::now().to_rfc3339());
-    if let Err(e) = history::record(&target.client, &target.api(), &target.namespace, &record).await {
-        messages.warning(&format!("the run could not be recorded in the history: {e}"));
+    if let Err(e) = history::record(&target.client, &target.api(), &target.namespace, &record).await
+    {
+        messages.warning(&format!(
+            "the run could not be recorded in the history: {e}"
+        ));
     }
     if let Err(e) = lock.release().await {
         messages.warning(&format!(
@@ -251,7 +264,13 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
     report.releases = record.releases.clone();
     let ok = report.ok;
     emit(session.settings.output, &report, |out| {
-        render::result(&report, &record, session.settings.flavor.invocation(), painter, out)
+        render::result(
+            &report,
+            &record,
+            session.settings.flavor.invocation(),
+            painter,
+            out,
+        )
     })?;
     Ok(if ok { 0 } else { 1 })
 }
@@ -334,8 +353,9 @@ async fn locked(
         let t = Instant::now();
         messages.note(&format!("backing up to {} ...", args.backup_dir.display()));
         let mut opts = CreateOptions::new(&args.backup_dir, &target.namespace);
-        opts.encryption = Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())
-            .map_err(crate::backup::BackupError::from)?;
+        opts.encryption =
+            Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())
+                .map_err(crate::backup::BackupError::from)?;
         opts.token = match (&args.openbao_token_secret, &args.openbao_token_env) {
             (Some((name, key)), _) => TokenSource::Secret {
                 name: name.clone(),
@@ -488,7 +508,8 @@ fn confirm(args: &Args, plan: &UpgradePlan) -> Result<(), Error> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::Usage {
             what: "refusing to upgrade without confirmation".into(),
-            reason: "there is no terminal to ask on: review the plan (--dry-run) and pass --yes".into(),
+            reason: "there is no terminal to ask on: review the plan (--dry-run) and pass --yes"
+                .into(),
         });
     }
     let releases: Vec<&str> = plan.components.iter().map(|c| c.release.as_str()).collect();

@@ -11,7 +11,12 @@ use crate::procedure::history::RunRecord;
 use crate::procedure::plan::UpgradePlan;
 use crate::report::{Mark, Painter, short_time};
 
-pub fn plan(p: &UpgradePlan, dry_run: bool, painter: Painter, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn plan(
+    p: &UpgradePlan,
+    dry_run: bool,
+    painter: Painter,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "{}",
@@ -19,7 +24,11 @@ pub fn plan(p: &UpgradePlan, dry_run: bool, painter: Painter, out: &mut dyn Writ
             "Upgrade plan for namespace {} (charts from {}){}",
             p.namespace,
             p.charts.display(),
-            if dry_run { ": dry run, nothing will change" } else { "" }
+            if dry_run {
+                ": dry run, nothing will change"
+            } else {
+                ""
+            }
         ))
     )?;
     let mut t = painter.table(&["COMPONENT", "RELEASE", "REVISION", "CHART", "APP VERSION"]);
@@ -47,8 +56,18 @@ pub fn plan(p: &UpgradePlan, dry_run: bool, painter: Painter, out: &mut dyn Writ
     }
     writeln!(out, "{t}")?;
     for c in &p.components {
-        writeln!(out, "\n{}:", painter.title(&format!("{} ({})", c.component, c.release)))?;
-        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        writeln!(
+            out,
+            "\n{}:",
+            painter.title(&format!("{} ({})", c.component, c.release))
+        )?;
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
         writeln!(out, "  values changed:   {}", list(&c.values_changed))?;
         writeln!(out, "  objects added:    {}", list(&c.added))?;
         writeln!(out, "  objects removed:  {}", list(&c.removed))?;
@@ -95,7 +114,11 @@ pub fn result(
     let mut t = p.table(&["RELEASE", "BEFORE", "AFTER", "STATUS", "CHART NOW"]);
     for c in &r.releases {
         let status = c.status_after.clone().unwrap_or_else(|| "unknown".into());
-        let mark = if status == "deployed" { Mark::Ok } else { Mark::Bad };
+        let mark = if status == "deployed" {
+            Mark::Ok
+        } else {
+            Mark::Bad
+        };
         t.add_row(vec![
             Cell::new(&c.release),
             Cell::new(c.revision_before.map(|v| v.to_string()).unwrap_or_default()),
@@ -171,9 +194,14 @@ pub fn result(
 
 pub fn history(runs: &[RunRecord], p: Painter, out: &mut dyn Write) -> std::io::Result<()> {
     if runs.is_empty() {
-        return writeln!(out, "no upgrade or rollback runs recorded in this namespace");
+        return writeln!(
+            out,
+            "no upgrade or rollback runs recorded in this namespace"
+        );
     }
-    let mut t = p.table(&["RUN", "STARTED", "ENDED", "OUTCOME", "RELEASES", "BACKUP", "BY"]);
+    let mut t = p.table(&[
+        "RUN", "STARTED", "ENDED", "OUTCOME", "RELEASES", "BACKUP", "BY",
+    ]);
     for r in runs.iter().rev() {
         let mark = match r.outcome.as_str() {
             "succeeded" => Mark::Ok,
@@ -187,8 +215,12 @@ pub fn history(runs: &[RunRecord], p: Painter, out: &mut dyn Write) -> std::io::
                 format!(
                     "{} {}->{}",
                     c.component,
-                    c.revision_before.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-                    c.revision_after.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+                    c.revision_before
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    c.revision_after
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into())
                 )
             })
             .collect::<Vec<_>>()
