@@ -81,24 +81,6 @@ fn completion_scripts_name_the_binary() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_fail() {
-    for (b, invocation) in [
-        ("kubectl-kleidia", "kubectl kleidia"),
-        ("helm-kleidia", "helm kleidia"),
-    ] {
-        let cmd = "rollback";
-        bin(b)
-            .arg(cmd)
-            .assert()
-            .code(1)
-            .stdout(predicate::str::is_empty())
-            .stderr(predicate::str::contains(format!(
-                "`{invocation} {cmd}` is not available"
-            )));
-    }
-}
-
-#[test]
 fn backup_list_verify_and_prune_need_no_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin("kubectl-kleidia")

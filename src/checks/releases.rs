@@ -4,7 +4,6 @@
 //! revision.
 
 use super::{Check, Context};
-use crate::helm::release::RevisionLabel;
 use crate::survey::{ReleaseSurvey, SurveyError};
 
 pub async fn checks(cx: &Context<'_>) -> Vec<Check> {
@@ -15,15 +14,7 @@ pub async fn checks(cx: &Context<'_>) -> Vec<Check> {
         .collect()
 }
 
-/// The newest `deployed` or `superseded` revision before `current`: what a
-/// rollback or a recovery goes back to (never a failed one).
-pub fn last_good(revisions: &[RevisionLabel], current: u32) -> Option<u32> {
-    revisions
-        .iter()
-        .filter(|r| r.revision < current && matches!(r.status.as_str(), "deployed" | "superseded"))
-        .map(|r| r.revision)
-        .max()
-}
+pub use crate::helm::release::last_good;
 
 fn release(cx: &Context<'_>, r: &ReleaseSurvey) -> Check {
     let name = format!("release.{}", r.component);
@@ -99,6 +90,7 @@ fn release(cx: &Context<'_>, r: &ReleaseSurvey) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::helm::release::RevisionLabel;
 
     fn rev(revision: u32, status: &str) -> RevisionLabel {
         RevisionLabel {

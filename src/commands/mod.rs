@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod preflight;
+pub mod rollback;
 pub mod upgrade;
 pub mod versions;
 
@@ -27,7 +28,7 @@ pub enum Command {
     /// backup first and automatic rollback.
     Upgrade(Box<upgrade::Args>),
     /// Roll releases back to an earlier revision.
-    Rollback(PassThroughArgs),
+    Rollback(Box<rollback::Args>),
     /// Show chart, application and server versions and the compatibility
     /// matrix.
     Versions(versions::Args),

@@ -258,7 +258,23 @@ pub fn decode_payload(text: &[u8]) -> Result<Release, DecodeError> {
     } else {
         raw
     };
-    serde_json::from_slice(&json).map_err(|e| DecodeError::Json(e.to_string()))
+    // A release is a JSON object; serde would also accept a sequence of
+    // field values, which Helm never writes.
+    let value: serde_json::Value =
+        serde_json::from_slice(&json).map_err(|e| DecodeError::Json(e.to_string()))?;
+    if !value.is_object() {
+        return Err(DecodeError::Json(format!(
+            "expected a JSON object, found {}",
+            match value {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| DecodeError::Json(e.to_string()))
 }
 
 /// Encodes a release the way Helm does (JSON, gzip, base64). Used by tests
@@ -585,6 +601,17 @@ pub fn decode_configmap(c: &ConfigMap) -> Result<Release, String> {
         .map(|s| s.as_bytes())
         .ok_or_else(|| DecodeError::Missing.to_string())?;
     decode_payload(payload).map_err(|e| e.to_string())
+}
+
+/// The newest `deployed` or `superseded` revision before `current`: what a
+/// rollback or a recovery goes back to. A failed or pending revision never
+/// is (`helm rollback REL 0` would take "the previous one", failed or not).
+pub fn last_good(revisions: &[RevisionLabel], current: u32) -> Option<u32> {
+    revisions
+        .iter()
+        .filter(|r| r.revision < current && matches!(r.status.as_str(), "deployed" | "superseded"))
+        .map(|r| r.revision)
+        .max()
 }
 
 #[cfg(test)]

@@ -576,6 +576,26 @@ async fn openbao_ready(
         }
         versions.insert(s.version);
     }
+    // Unsealed is not enough: an HA cluster needs an active node. (An
+    // older OpenBao on data a newer one wrote unseals and stays standby.)
+    let mut ha = false;
+    let mut active = None;
+    for p in &w.pods {
+        let t = bao_target(survey, &p.name);
+        if let Ok(l) =
+            probes::openbao::leader(&target.client, &target.api(), &survey.namespace, &t).await
+        {
+            ha |= l.ha_enabled;
+            if l.is_self {
+                active = Some(p.name.clone());
+            }
+        }
+    }
+    if ha && active.is_none() {
+        return Err(Verdict::Waiting(
+            "no OpenBao node is active (every node answers as a standby)".into(),
+        ));
+    }
     Ok(vec![format!(
         "OpenBao {} unsealed in {} pod(s)",
         versions.into_iter().collect::<Vec<_>>().join(", "),

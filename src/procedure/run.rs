@@ -293,6 +293,9 @@ impl Runner<'_> {
                 ),
             );
         }
+        if let Some(note) = openbao_downgrade(comp) {
+            return done(true, None, note);
+        }
         let now = self.latest_revision(&comp.release).await;
         if failed && now == Some(comp.revision) {
             return done(
@@ -429,6 +432,27 @@ impl Runner<'_> {
             .last()
             .map(|r| r.revision)
     }
+}
+
+/// Why rolling `comp` back must not happen automatically: OpenBao has no
+/// downgrade guarantee (an older server on data a newer one wrote unseals
+/// but never becomes active), so the platform stays on the new version.
+pub fn openbao_downgrade(comp: &ComponentPlan) -> Option<String> {
+    if comp.component != Component::Platform {
+        return None;
+    }
+    let change = comp.images.iter().find(|i| {
+        let name = crate::topology::image_name(&i.to).to_ascii_lowercase();
+        matches!(name.as_str(), "openbao" | "vault" | "bao")
+    })?;
+    let tag = |img: &str| img.rsplit_once(':').map(|(_, t)| t.to_string());
+    let new = crate::probes::parse_version(&tag(&change.to)?)?;
+    let old = crate::probes::parse_version(&tag(change.from.as_deref()?)?)?;
+    (new > old).then(|| {
+        format!(
+            "left at the new version: rolling OpenBao back from {new} to {old} is a downgrade, which OpenBao does not support (the older server would not become active on data the newer one wrote). It keeps serving on {new}; to go back anyway, restore the raft snapshot of the bundle taken before the upgrade (docs/restore.md)"
+        )
+    })
 }
 
 /// A release's revisions from labels (oldest first).

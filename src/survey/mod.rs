@@ -346,34 +346,42 @@ async fn read_releases(
         release: name.to_string(),
         namespace: ns.clone(),
     };
-    let mut index = store.revisions_of(names).await?;
-    let mut revisions_of = |name: &str| index.remove(name).unwrap_or_default();
     if history {
+        // One full list: the revisions come from the records themselves.
         let mut all = store.histories(names).await?;
         return Ok(names.map(|name| {
-            let revisions = revisions_of(name);
+            let name_s = name.to_string();
             match all.remove(name) {
                 None => Records {
-                    name: name.to_string(),
+                    name: name_s,
                     latest: Err(missing(name)),
                     history: None,
-                    revisions,
+                    revisions: Vec::new(),
                 },
                 Some(Err(e)) => Records {
-                    name: name.to_string(),
+                    name: name_s,
                     latest: Err(SurveyError::Release(Arc::new(e))),
                     history: None,
-                    revisions,
+                    revisions: Vec::new(),
                 },
                 Some(Ok(list)) => Records {
-                    name: name.to_string(),
+                    name: name_s,
+                    revisions: list
+                        .iter()
+                        .map(|r| RevisionLabel {
+                            object: crate::helm::release::object_name(&r.name, r.version),
+                            revision: r.version,
+                            status: r.info.status.clone(),
+                        })
+                        .collect(),
                     latest: list.last().cloned().ok_or_else(|| missing(name)),
                     history: Some(list),
-                    revisions,
                 },
             }
         }));
     }
+    let mut index = store.revisions_of(names).await?;
+    let mut revisions_of = |name: &str| index.remove(name).unwrap_or_default();
     let revisions = names.map(&mut revisions_of);
     let get = |i: usize| {
         let newest = revisions[i].last().map(|r| r.object.clone());
