@@ -61,9 +61,7 @@ pub async fn run(command: &Command, session: &Session) -> Result<u8, Error> {
         Command::Versions(args) => versions::run(session, args).await,
         Command::Backup(args) => backup::run(session, args).await,
         Command::Preflight(args) => preflight::run(session, args).await,
-        Command::Upgrade(_) | Command::Rollback(_) => Err(Error::NotImplemented {
-            invocation: session.settings.flavor.invocation(),
-            command: command.name(),
-        }),
+        Command::Upgrade(args) => upgrade::run(session, args).await,
+        Command::Rollback(args) => rollback::run(session, args).await,
     }
 }

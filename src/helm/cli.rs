@@ -184,6 +184,31 @@ impl HelmCli {
         values: &[PathBuf],
         set: &[String],
     ) -> Result<String, HelmCliError> {
+        self.render(target, release, chart, values, set, true).await
+    }
+
+    /// Like [`HelmCli::template`] without the hooks: what a release's
+    /// stored manifest holds, for comparing against it.
+    pub async fn template_without_hooks(
+        &self,
+        target: &HelmTarget,
+        release: &str,
+        chart: &Path,
+        values: &[PathBuf],
+        set: &[String],
+    ) -> Result<String, HelmCliError> {
+        self.render(target, release, chart, values, set, false).await
+    }
+
+    async fn render(
+        &self,
+        target: &HelmTarget,
+        release: &str,
+        chart: &Path,
+        values: &[PathBuf],
+        set: &[String],
+        hooks: bool,
+    ) -> Result<String, HelmCliError> {
         let bin = self.require()?;
         let mut args: Vec<String> = vec![
             "template".into(),
@@ -192,6 +217,9 @@ impl HelmCli {
             "--namespace".into(),
             target.namespace.clone(),
         ];
+        if !hooks {
+            args.push("--no-hooks".into());
+        }
         push_values(&mut args, values, set);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         self.output(bin, &refs, Some(target)).await

@@ -257,7 +257,7 @@ pub async fn build(
                 reason: e.to_string(),
             })?;
         let rendered = helm
-            .template(helm_target, &release.name, &dir, &files, &values.set)
+            .template_without_hooks(helm_target, &release.name, &dir, &files, &values.set)
             .await
             .map_err(|source| PlanError::Render {
                 chart: dir.display().to_string(),
