@@ -231,7 +231,8 @@ fn current_chart(release: &Release) -> ChartVersion {
 }
 
 /// Builds the plan for `components` (in upgrade order) from the survey and
-/// the charts in `charts`, rendering each with the operator's helm.
+/// the charts in `charts`, rendering the charts concurrently with the
+/// operator's helm. Also returns the time spent waiting for helm.
 pub async fn build(
     survey: &Survey,
     components: &[Component],
@@ -239,8 +240,17 @@ pub async fn build(
     values: &Values,
     helm: &HelmCli,
     helm_target: &HelmTarget,
-) -> Result<UpgradePlan, PlanError> {
-    let mut out = Vec::new();
+) -> Result<(UpgradePlan, std::time::Duration), PlanError> {
+    struct Input<'s> {
+        component: Component,
+        release: &'s Release,
+        objects: Vec<ManifestObject>,
+        dir: PathBuf,
+        target: ChartVersion,
+        current_values: Value,
+        files: Vec<PathBuf>,
+    }
+    let mut inputs = Vec::new();
     for &component in components {
         let r = survey.release(component);
         let release = r.latest.as_ref().map_err(|e| PlanError::Release {
@@ -256,30 +266,44 @@ pub async fn build(
                 path: "(current values)".into(),
                 reason: e.to_string(),
             })?;
-        let rendered = helm
-            .template_without_hooks(helm_target, &release.name, &dir, &files, &values.set)
-            .await
-            .map_err(|source| PlanError::Render {
-                chart: dir.display().to_string(),
-                source,
-            })?;
-        let new_objects = topology::parse_manifest(&release.name, &rendered).map_err(|e| {
+        inputs.push(Input {
+            component,
+            release,
+            objects: r.objects.clone().unwrap_or_default(),
+            dir,
+            target,
+            current_values,
+            files,
+        });
+    }
+    let started = std::time::Instant::now();
+    let rendered = futures::future::join_all(inputs.iter().map(|i| {
+        helm.template_without_hooks(helm_target, &i.release.name, &i.dir, &i.files, &values.set)
+    }))
+    .await;
+    let helm_time = started.elapsed();
+    let mut out = Vec::new();
+    for (i, rendered) in inputs.into_iter().zip(rendered) {
+        let rendered = rendered.map_err(|source| PlanError::Render {
+            chart: i.dir.display().to_string(),
+            source,
+        })?;
+        let new_objects = topology::parse_manifest(&i.release.name, &rendered).map_err(|e| {
             PlanError::Rendered {
-                chart: dir.display().to_string(),
+                chart: i.dir.display().to_string(),
                 reason: e.to_string(),
             }
         })?;
-        let old_objects = r.objects.clone().unwrap_or_default();
-        let diff = diff_objects(&old_objects, &new_objects);
+        let diff = diff_objects(&i.objects, &new_objects);
         out.push(ComponentPlan {
-            component,
-            release: release.name.clone(),
-            chart_dir: dir,
-            revision: release.version,
-            status: release.info.status.clone(),
-            current: current_chart(release),
-            target,
-            values_changed: changed_keys(&current_values, &values.files, &values.set)?,
+            component: i.component,
+            release: i.release.name.clone(),
+            chart_dir: i.dir,
+            revision: i.release.version,
+            status: i.release.info.status.clone(),
+            current: current_chart(i.release),
+            target: i.target,
+            values_changed: changed_keys(&i.current_values, &values.files, &values.set)?,
             added: diff.added,
             removed: diff.removed,
             changed: diff.changed,
@@ -288,11 +312,14 @@ pub async fn build(
             rolled_by_kleidia: diff.on_delete,
         });
     }
-    Ok(UpgradePlan {
-        namespace: survey.namespace.clone(),
-        charts: charts.to_path_buf(),
-        components: out,
-    })
+    Ok((
+        UpgradePlan {
+            namespace: survey.namespace.clone(),
+            charts: charts.to_path_buf(),
+            components: out,
+        },
+        helm_time,
+    ))
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -171,17 +171,24 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
     messages.debug(&format!("helm {helm_version} ({major:?})"));
     let values = Values::new(&args.values, &args.set)?;
     let helm_target = run::helm_target(&target);
-    let plan = plan::build(&survey, &components, &charts, &values, helm, &helm_target)
+    let (plan, helm_time) = plan::build(&survey, &components, &charts, &values, helm, &helm_target)
         .await
         .map_err(|e| Error::Usage {
             what: "cannot plan the upgrade".into(),
             reason: e.to_string(),
         })?;
+    let planning = started.elapsed();
     record.phases.push(history::PhaseRecord {
         name: "plan".into(),
-        millis: started.elapsed().as_millis() as u64,
+        millis: planning.saturating_sub(helm_time).as_millis() as u64,
         ok: true,
         waiting: false,
+    });
+    record.phases.push(history::PhaseRecord {
+        name: "helm template".into(),
+        millis: helm_time.as_millis() as u64,
+        ok: true,
+        waiting: true,
     });
     if session.settings.output == crate::report::OutputFormat::Table {
         let mut out = Vec::new();
