@@ -283,6 +283,25 @@ impl Env {
         }
     }
 
+    /// Waits up to two minutes for StatefulSet `name` to run `image_tag` in
+    /// every pod, all Ready, then asserts it.
+    fn wait_statefulset_rolled_out(&self, name: &str, image_tag: &str, after: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let s = self.kubectl.json(&["get", "sts", name, "-n", "kleidia"]);
+            let st = &s["status"];
+            let replicas = s["spec"]["replicas"].as_u64().unwrap();
+            let done = st["updatedReplicas"].as_u64() == Some(replicas)
+                && st["readyReplicas"].as_u64() == Some(replicas)
+                && st["currentRevision"] == st["updateRevision"];
+            if done || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        self.assert_statefulset_rolled_out(name, image_tag, after);
+    }
+
     fn release_objects(&self, kind: &str, release: &str) -> Vec<String> {
         let list = self.kubectl.json(&[
             "get",
@@ -438,21 +457,40 @@ fn lifecycle(major: Major) {
     env.kubectl
         .fails(&["get", "job", "kleidia-services-migrate", "-n", "kleidia"]);
 
-    // Platform and data to 1.1.0: their StatefulSets roll, waited for.
-    for (release, sts, tag) in [
-        ("kleidia-platform", "kleidia-platform-openbao", ":2.4.3"),
-        ("kleidia-data", "kleidia-data-postgres-cluster", ":15.6"),
-    ] {
-        let out = env.install(release, "1.1.0");
-        assert!(out.contains("REVISION: 2"), "{out}");
-        env.assert_statefulset_rolled_out(sts, tag, &format!("upgrade of {release}"));
-    }
+    // Platform to 1.1.0: OpenBao's StatefulSet is OnDelete, so helm returns
+    // with the pod still on the old version; it moves once deleted.
+    let out = env.install("kleidia-platform", "1.1.0");
+    assert!(out.contains("REVISION: 2"), "{out}");
+    let sts = env
+        .kubectl
+        .json(&["get", "sts", "kleidia-platform-openbao", "-n", "kleidia"]);
+    assert_ne!(
+        sts["status"]["currentRevision"], sts["status"]["updateRevision"],
+        "OnDelete: the pod waits to be deleted: {}",
+        sts["status"]
+    );
+    let pod = env
+        .kubectl
+        .json(&["get", "pod", "kleidia-platform-openbao-0", "-n", "kleidia"]);
+    let image = pod["spec"]["containers"][0]["image"].as_str().unwrap();
+    assert!(image.ends_with(":2.6.2"), "OnDelete pod moved by itself: {image}");
+    env.kubectl
+        .ok(&["delete", "pod", "kleidia-platform-openbao-0", "-n", "kleidia"]);
+    env.wait_statefulset_rolled_out("kleidia-platform-openbao", ":2.7.2", "platform pod deleted");
+    // Data to 1.1.0: PostgreSQL's StatefulSet rolls, waited for by helm.
+    let out = env.install("kleidia-data", "1.1.0");
+    assert!(out.contains("REVISION: 2"), "{out}");
+    env.assert_statefulset_rolled_out(
+        "kleidia-data-postgres-cluster",
+        ":15.6",
+        "upgrade of kleidia-data",
+    );
     // The new PostgreSQL has the rows the migration hook wrote.
     let migrated = env.kubectl.demo_psql(&[
         "-tAc",
-        "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations",
+        "SELECT max(version) FROM schema_migrations WHERE applied_at IS NOT NULL",
     ]);
-    assert_eq!(migrated.trim(), "1.0.0,1.1.0");
+    assert_eq!(migrated.trim(), "5", "1.1.0 adds migration 0005");
 
     // Read back, as JSON.
     let status = env.helm_json(&["status", "kleidia-services"]);
