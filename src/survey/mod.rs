@@ -73,6 +73,11 @@ pub enum SurveyFailure {
     },
 }
 
+/// The default name of the green release next to services release `blue`.
+pub fn green_release(blue: &str) -> String {
+    format!("{blue}-green")
+}
+
 /// What to gather.
 #[derive(Debug, Clone, Copy)]
 pub struct SurveyOptions {
@@ -133,6 +138,10 @@ pub struct Survey {
     pub postgres: Result<PostgresTarget, SurveyError>,
     pub openbao: Result<OpenbaoTarget, SurveyError>,
     pub backend: Result<BackendTarget, SurveyError>,
+    /// The green services release of a blue-green upgrade, when one exists
+    /// (`<services>-green`), and its backend.
+    pub green: Option<ReleaseSurvey>,
+    pub green_backend: Option<Result<BackendTarget, SurveyError>>,
     /// Deployments, StatefulSets and claims as the API server has them now
     /// (only when asked for).
     pub live: Option<Result<Live, SurveyError>>,
@@ -183,6 +192,11 @@ impl Survey {
             names.data.as_str(),
             names.services.as_str(),
         ];
+        // A blue-green upgrade's second services release, looked for in the
+        // same list.
+        let green_name = green_release(&names.services);
+        let mut listed: Vec<&str> = wanted.to_vec();
+        listed.push(&green_name);
         let pods_api: Api<Pod> = Api::namespaced(target.client.clone(), ns);
         let pods = async {
             match tokio::time::timeout_at(opts.deadline, pods_api.list(&ListParams::default()))
@@ -205,7 +219,7 @@ impl Survey {
         };
         let records = tokio::time::timeout_at(
             opts.deadline,
-            read_releases(&store, &wanted, opts.history, opts.deadline, limit),
+            read_releases(&store, &listed, opts.history, opts.deadline, limit),
         );
         let live = async {
             if opts.live {
@@ -228,6 +242,8 @@ impl Survey {
                 });
             }
         };
+        let mut records = records;
+        let green = records.pop().filter(|g| g.latest.is_ok());
         if records
             .iter()
             .all(|r| matches!(r.latest, Err(SurveyError::NoRelease { .. })))
@@ -239,7 +255,12 @@ impl Survey {
                 storage: target.settings.driver.resource().to_string(),
             });
         }
-        let [platform, data, services] = records;
+        let mut records = records.into_iter();
+        let (Some(platform), Some(data), Some(services)) =
+            (records.next(), records.next(), records.next())
+        else {
+            unreachable!("three releases were looked for")
+        };
         let mut survey = Survey {
             namespace: ns.to_string(),
             platform: platform.into_survey(Component::Platform, &pods),
@@ -257,6 +278,8 @@ impl Survey {
                 what: "discovery".into(),
                 after: Duration::ZERO,
             }),
+            green: green.map(|g| g.into_survey(Component::Services, &pods)),
+            green_backend: None,
             pods,
             live,
             took: Duration::ZERO,
@@ -276,6 +299,12 @@ impl Survey {
                 (Err(e), _) | (_, Err(e)) => Err(e.clone()),
             }
         };
+        survey.green_backend = survey.green.as_ref().map(|g| match (&g.latest, &g.objects) {
+            (Ok(r), Ok(objs)) => {
+                topology::discover_backend(&r.name, objs, &Default::default()).map_err(SurveyError::from)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+        });
         survey.took = started.elapsed();
         messages.debug(&format!(
             "survey took {:?}: postgres {:?}; openbao {:?}; backend {:?}",
@@ -332,15 +361,15 @@ impl Records {
     }
 }
 
-/// Reads the three releases: one list of their records, then the latest
-/// record of each (or, for history, one list of every record).
+/// Reads the releases: one list of their records, then the latest record
+/// of each (or, for history, one list of every record).
 async fn read_releases(
     store: &ReleaseStore,
-    names: &[&str; 3],
+    names: &[&str],
     history: bool,
     deadline: Instant,
     limit: Duration,
-) -> Result<[Records; 3], ReleaseError> {
+) -> Result<Vec<Records>, ReleaseError> {
     let ns = store.namespace().to_string();
     let missing = |name: &str| SurveyError::NoRelease {
         release: name.to_string(),
@@ -349,43 +378,47 @@ async fn read_releases(
     if history {
         // One full list: the revisions come from the records themselves.
         let mut all = store.histories(names).await?;
-        return Ok(names.map(|name| {
-            let name_s = name.to_string();
-            match all.remove(name) {
-                None => Records {
-                    name: name_s,
-                    latest: Err(missing(name)),
-                    history: None,
-                    revisions: Vec::new(),
-                },
-                Some(Err(e)) => Records {
-                    name: name_s,
-                    latest: Err(SurveyError::Release(Arc::new(e))),
-                    history: None,
-                    revisions: Vec::new(),
-                },
-                Some(Ok(list)) => Records {
-                    name: name_s,
-                    revisions: list
-                        .iter()
-                        .map(|r| RevisionLabel {
-                            object: crate::helm::release::object_name(&r.name, r.version),
-                            revision: r.version,
-                            status: r.info.status.clone(),
-                        })
-                        .collect(),
-                    latest: list.last().cloned().ok_or_else(|| missing(name)),
-                    history: Some(list),
-                },
-            }
-        }));
+        return Ok(names
+            .iter()
+            .map(|&name| {
+                let name_s = name.to_string();
+                match all.remove(name) {
+                    None => Records {
+                        name: name_s,
+                        latest: Err(missing(name)),
+                        history: None,
+                        revisions: Vec::new(),
+                    },
+                    Some(Err(e)) => Records {
+                        name: name_s,
+                        latest: Err(SurveyError::Release(Arc::new(e))),
+                        history: None,
+                        revisions: Vec::new(),
+                    },
+                    Some(Ok(list)) => Records {
+                        name: name_s,
+                        revisions: list
+                            .iter()
+                            .map(|r| RevisionLabel {
+                                object: crate::helm::release::object_name(&r.name, r.version),
+                                revision: r.version,
+                                status: r.info.status.clone(),
+                            })
+                            .collect(),
+                        latest: list.last().cloned().ok_or_else(|| missing(name)),
+                        history: Some(list),
+                    },
+                }
+            })
+            .collect());
     }
     let mut index = store.revisions_of(names).await?;
-    let mut revisions_of = |name: &str| index.remove(name).unwrap_or_default();
-    let revisions = names.map(&mut revisions_of);
-    let get = |i: usize| {
-        let newest = revisions[i].last().map(|r| r.object.clone());
-        let name = names[i];
+    let revisions: Vec<Vec<RevisionLabel>> = names
+        .iter()
+        .map(|n| index.remove(*n).unwrap_or_default())
+        .collect();
+    let gets = names.iter().zip(&revisions).map(|(&name, revs)| {
+        let newest = revs.last().map(|r| r.object.clone());
         let missing = &missing;
         async move {
             let Some(object) = newest else {
@@ -400,27 +433,17 @@ async fn read_releases(
                 }),
             }
         }
-    };
-    let (a, b, c) = tokio::join!(get(0), get(1), get(2));
-    let [ra, rb, rc] = revisions;
-    Ok([
-        Records {
-            name: names[0].to_string(),
-            latest: a,
+    });
+    let latest = futures::future::join_all(gets).await;
+    Ok(names
+        .iter()
+        .zip(revisions)
+        .zip(latest)
+        .map(|((name, revisions), latest)| Records {
+            name: name.to_string(),
+            latest,
             history: None,
-            revisions: ra,
-        },
-        Records {
-            name: names[1].to_string(),
-            latest: b,
-            history: None,
-            revisions: rb,
-        },
-        Records {
-            name: names[2].to_string(),
-            latest: c,
-            history: None,
-            revisions: rc,
-        },
-    ])
+            revisions,
+        })
+        .collect())
 }
