@@ -473,9 +473,17 @@ fn lifecycle(major: Major) {
         .kubectl
         .json(&["get", "pod", "kleidia-platform-openbao-0", "-n", "kleidia"]);
     let image = pod["spec"]["containers"][0]["image"].as_str().unwrap();
-    assert!(image.ends_with(":2.6.2"), "OnDelete pod moved by itself: {image}");
-    env.kubectl
-        .ok(&["delete", "pod", "kleidia-platform-openbao-0", "-n", "kleidia"]);
+    assert!(
+        image.ends_with(":2.6.2"),
+        "OnDelete pod moved by itself: {image}"
+    );
+    env.kubectl.ok(&[
+        "delete",
+        "pod",
+        "kleidia-platform-openbao-0",
+        "-n",
+        "kleidia",
+    ]);
     env.wait_statefulset_rolled_out("kleidia-platform-openbao", ":2.7.2", "platform pod deleted");
     // Data to 1.1.0: PostgreSQL's StatefulSet rolls, waited for by helm.
     let out = env.install("kleidia-data", "1.1.0");

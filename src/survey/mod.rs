@@ -299,12 +299,14 @@ impl Survey {
                 (Err(e), _) | (_, Err(e)) => Err(e.clone()),
             }
         };
-        survey.green_backend = survey.green.as_ref().map(|g| match (&g.latest, &g.objects) {
-            (Ok(r), Ok(objs)) => {
-                topology::discover_backend(&r.name, objs, &Default::default()).map_err(SurveyError::from)
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
-        });
+        survey.green_backend = survey
+            .green
+            .as_ref()
+            .map(|g| match (&g.latest, &g.objects) {
+                (Ok(r), Ok(objs)) => topology::discover_backend(&r.name, objs, &Default::default())
+                    .map_err(SurveyError::from),
+                (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+            });
         survey.took = started.elapsed();
         messages.debug(&format!(
             "survey took {:?}: postgres {:?}; openbao {:?}; backend {:?}",
