@@ -16,7 +16,9 @@ use kube::api::ListParams;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{Args, prepare, refuse_pending, usage_or_failure, watch_signals};
+use super::{
+    Args, ValuesFrom, prepare, refuse_pending, usage_or_failure, values_from_bundle, watch_signals,
+};
 use crate::checks;
 use crate::cluster::lease;
 use crate::error::Error;
@@ -225,7 +227,17 @@ pub async fn start(session: &Session, target: &Target, args: &Args) -> Result<u8
         let prepared = prepare(target, args, &mut record, &stop_rx, messages).await?;
         report.preflight = prepared.preflight;
         report.backup = prepared.backup;
-        let files = values.for_release(&green, &blue_values)?;
+        let start_from = match (args.values_from, &report.backup) {
+            (ValuesFrom::Backup, Some(bundle)) => values_from_bundle(bundle, &blue, args)?,
+            (ValuesFrom::Backup, None) => {
+                return Err(usage(
+                    "--values-from backup",
+                    "needs the backup this run takes; drop --no-backup",
+                ));
+            }
+            (ValuesFrom::Current, _) => blue_values.clone(),
+        };
+        let files = values.for_release(&green, &start_from)?;
         let mut set = values.set.clone();
         set.extend(ports.iter().map(GreenPort::set_arg));
         let gt = green_target(target, &green);
