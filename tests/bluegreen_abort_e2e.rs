@@ -213,8 +213,8 @@ fn migrations_and_a_failing_green_with_helm_v3() {
     let green_pods = backend_pods(&c, "kleidia-services-green");
     assert_eq!(green_pods.len(), 1, "{green_pods:?}");
     assert!(
-        stdout.contains(&format!("pod {}", green_pods[0])),
-        "the pod is named: {stdout}"
+        stdout.contains(&format!("pod {}: not ready; its log says: ", green_pods[0])),
+        "the pod and its reason are named: {stdout}"
     );
     assert!(
         stdout.contains("migration 0005_add_yubikeys_attestation failed"),
