@@ -280,8 +280,12 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
 }
 
 /// The chart's own values (`values.yaml`), as JSON.
-pub fn chart_values(chart_dir: &std::path::Path) -> Result<Value, String> {
+pub fn chart_values(chart_dir: &std::path::Path) -> Result<Value, super::plan::PlanError> {
     let path = chart_dir.join("values.yaml");
+    let bad = |reason: String| super::plan::PlanError::BadChart {
+        path: path.display().to_string(),
+        reason,
+    };
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_yaml_ng::from_str::<Value>(&text)
             .map(|v| {
@@ -291,9 +295,9 @@ pub fn chart_values(chart_dir: &std::path::Path) -> Result<Value, String> {
                     v
                 }
             })
-            .map_err(|e| format!("{}: {e}", path.display())),
+            .map_err(|e| bad(e.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Value::Object(Default::default())),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(bad(e.to_string())),
     }
 }
 

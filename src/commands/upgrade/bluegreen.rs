@@ -163,7 +163,7 @@ pub async fn start(session: &Session, target: &Target, args: &Args) -> Result<u8
         .and_then(|r| r.config.clone())
         .unwrap_or(serde_json::Value::Null);
     let defaults = bluegreen::chart_values(&comp.chart_dir)
-        .map_err(|e| usage("cannot read the services chart's values", e))?;
+        .map_err(|e| usage("cannot read the services chart's values", e.to_string()))?;
     let slots = bluegreen::port_slots(&defaults, &blue_values);
     let allocated = bluegreen::allocated(&target.client, &target.api(), &ns)
         .await
