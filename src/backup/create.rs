@@ -145,6 +145,9 @@ pub struct CreateOptions {
     pub encryption: Option<Encryption>,
     pub token: TokenSource,
     pub include_unseal_key: bool,
+    /// The config file requires encryption (`backup.requireEncryption`):
+    /// a bundle without it is refused before anything is read.
+    pub require_encryption: bool,
     /// Show progress bars (only sensible on a terminal).
     pub progress: bool,
     pub now: DateTime<Utc>,
@@ -160,6 +163,7 @@ impl CreateOptions {
             encryption: None,
             token: TokenSource::default(),
             include_unseal_key: false,
+            require_encryption: false,
             progress: std::io::stderr().is_terminal(),
             now: Utc::now(),
         }
@@ -173,6 +177,10 @@ pub enum CreateError {
         "--include-unseal-key needs an encrypted bundle: add --encrypt-to age1... or --passphrase-env VAR (the unseal key must never be stored in clear)"
     )]
     UnsealKeyNeedsEncryption,
+    #[error(
+        "refusing to write an unencrypted bundle: the config file requires encryption (backup.requireEncryption: true). Add --encrypt-to age1... (an age recipient) or --passphrase-env VAR"
+    )]
+    EncryptionRequired,
     #[error("no component to back up: --components takes data, platform and/or values")]
     NoComponents,
     #[error(
@@ -275,6 +283,9 @@ where
     F: Future,
     F::Output: Into<Interruption>,
 {
+    if opts.require_encryption && opts.encryption.is_none() {
+        return Err(CreateError::EncryptionRequired);
+    }
     if opts.include_unseal_key && opts.encryption.is_none() {
         return Err(CreateError::UnsealKeyNeedsEncryption);
     }

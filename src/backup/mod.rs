@@ -27,6 +27,11 @@
 /// Default folder of bundles.
 pub const DEFAULT_DIR: &str = "./backups";
 
+/// What a backup carries over the API server's connection, for the
+/// refusal of one whose certificate is not checked.
+pub const SECRETS_MOVED: &str =
+    "the database dump, OpenBao's data, the OpenBao token and the Helm values";
+
 pub mod bundle;
 pub mod create;
 pub mod crypto;
@@ -35,6 +40,7 @@ pub mod list;
 pub mod local_postgres;
 pub mod manifest;
 pub mod openbao;
+pub mod pod_trust;
 pub mod prune;
 pub mod restore;
 pub mod signals;

@@ -237,6 +237,10 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
         });
     }
 
+    if components.contains(&Component::Data) {
+        target.require_verified_tls("roll back the data layer", crate::backup::SECRETS_MOVED)?;
+    }
+
     // Decide every step before changing anything.
     let mut steps = Vec::new();
     for &c in &components {
@@ -482,6 +486,7 @@ async fn locked(
             )
             .await;
         let mut copts = CreateOptions::new(&args.backup_dir, &target.namespace);
+        copts.require_encryption = target.settings.require_encryption;
         copts.encryption =
             Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())
                 .map_err(crate::backup::BackupError::from)?;

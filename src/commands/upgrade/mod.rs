@@ -145,6 +145,7 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
         })?;
         return Ok(0);
     }
+    target.require_verified_tls("upgrade", crate::backup::SECRETS_MOVED)?;
     let charts = args.charts.clone().expect("clap requires --charts");
     let components: Vec<Component> = Component::ALL
         .into_iter()
@@ -360,6 +361,7 @@ async fn locked(
         let t = Instant::now();
         messages.note(&format!("backing up to {} ...", args.backup_dir.display()));
         let mut opts = CreateOptions::new(&args.backup_dir, &target.namespace);
+        opts.require_encryption = target.settings.require_encryption;
         opts.encryption =
             Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())
                 .map_err(crate::backup::BackupError::from)?;
