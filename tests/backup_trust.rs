@@ -440,9 +440,16 @@ fn a_config_file_requiring_encryption_refuses_a_bundle_in_clear() {
     let dir = tmp.path().join("backups");
     let config_s = config.to_str().unwrap();
 
+    c.sandbox.reset_requests();
     let out = backup(&c, &dir, &["--components", "values", "--config", config_s]);
+    let counts = c.sandbox.requests();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        counts.count_where(|r| !r.key.resource.is_empty()),
+        0,
+        "refused before the cluster was asked anything: {counts:?}"
+    );
     assert!(
         err.contains("requireEncryption")
             && err.contains("--encrypt-to")

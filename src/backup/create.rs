@@ -270,6 +270,22 @@ pub struct CreatedBundle {
     pub warnings: Vec<String>,
 }
 
+/// Refuses options no backup can be taken with (before the cluster is
+/// asked anything): encryption the config requires or the unseal key
+/// needs, at least one component.
+pub fn check_options(opts: &CreateOptions) -> Result<(), CreateError> {
+    if opts.require_encryption && opts.encryption.is_none() {
+        return Err(CreateError::EncryptionRequired);
+    }
+    if opts.include_unseal_key && opts.encryption.is_none() {
+        return Err(CreateError::UnsealKeyNeedsEncryption);
+    }
+    if opts.components.is_empty() {
+        return Err(CreateError::NoComponents);
+    }
+    Ok(())
+}
+
 /// Runs a backup until done or until `interrupt` resolves (a signal: pass
 /// [`super::signals::interrupted`]`()`), whichever comes first. On
 /// interruption or failure the temporary folder is removed (or, when that
@@ -283,15 +299,7 @@ where
     F: Future,
     F::Output: Into<Interruption>,
 {
-    if opts.require_encryption && opts.encryption.is_none() {
-        return Err(CreateError::EncryptionRequired);
-    }
-    if opts.include_unseal_key && opts.encryption.is_none() {
-        return Err(CreateError::UnsealKeyNeedsEncryption);
-    }
-    if opts.components.is_empty() {
-        return Err(CreateError::NoComponents);
-    }
+    check_options(opts)?;
     let during = std::sync::Mutex::new("starting".to_owned());
     let partial = std::sync::Mutex::new(None);
     let mut work = Box::pin(run(opts, sources, &during, &partial));

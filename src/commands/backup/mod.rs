@@ -28,7 +28,7 @@ use serde::Serialize;
 
 pub use crate::backup::BackupError;
 use crate::backup::create::{
-    BackupSources, CreateOptions, CreatedBundle, TokenSource, create_bundle,
+    BackupSources, CreateOptions, CreatedBundle, TokenSource, check_options, create_bundle,
 };
 use crate::backup::crypto::{Decryption, Encryption};
 use crate::backup::list::{BundleState, BundleSummary, list_bundles};
@@ -659,6 +659,9 @@ pub async fn run(session: &Session, args: &BackupArgs) -> Result<u8, Error> {
     let outcome = match args.action() {
         BackupCommand::Create(mut create) => {
             create.require_encryption = settings.require_encryption;
+            // Options no backup can be taken with are refused before the
+            // cluster is asked anything.
+            check_options(&create_options(&create, "")?).map_err(BackupError::from)?;
             let target = session.connect().await?;
             target.require_verified_tls("take a backup", crate::backup::SECRETS_MOVED)?;
             let opts = SurveyOptions::within(create.timeout);
