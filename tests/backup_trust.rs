@@ -387,6 +387,9 @@ fn a_kubeconfig_skipping_tls_verification_moves_no_secret_without_insecure() {
                 "--allow-data-rollback",
                 "--backup-dir",
                 dir_s,
+                // Its backup takes the token from a Secret as `backup` can.
+                "--openbao-token-secret",
+                "openbao-root:token",
             ],
         ),
     ];

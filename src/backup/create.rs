@@ -136,6 +136,30 @@ impl Default for TokenSource {
     }
 }
 
+impl TokenSource {
+    /// `NAME:KEY` of `--openbao-token-secret`, as a clap value parser.
+    pub fn secret_arg(s: &str) -> Result<(String, String), String> {
+        match s.split_once(':') {
+            Some((n, k)) if !n.is_empty() && !k.is_empty() => Ok((n.to_owned(), k.to_owned())),
+            _ => Err(format!(
+                "'{s}' is not NAME:KEY (for example openbao-root:token)"
+            )),
+        }
+    }
+
+    /// The source the token flags name (`--openbao-token-secret` wins).
+    pub fn from_flags(secret: Option<&(String, String)>, env: Option<&String>) -> Self {
+        match (secret, env) {
+            (Some((name, key)), _) => TokenSource::Secret {
+                name: name.clone(),
+                key: key.clone(),
+            },
+            (None, Some(var)) => TokenSource::Env(vec![var.clone()]),
+            (None, None) => TokenSource::default(),
+        }
+    }
+}
+
 /// Everything a backup needs besides its sources.
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -596,5 +620,39 @@ async fn resolve_token(
                     source,
                 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_flags_name_a_secret_or_a_variable() {
+        assert_eq!(
+            TokenSource::secret_arg("bao-root:token"),
+            Ok(("bao-root".to_owned(), "token".to_owned()))
+        );
+        for bad in ["bao-root", ":token", "bao-root:"] {
+            assert!(
+                TokenSource::secret_arg(bad)
+                    .unwrap_err()
+                    .contains("NAME:KEY")
+            );
+        }
+        let secret = ("s".to_owned(), "k".to_owned());
+        let var = "MY_TOKEN".to_owned();
+        assert!(matches!(
+            TokenSource::from_flags(Some(&secret), Some(&var)),
+            TokenSource::Secret { name, key } if name == "s" && key == "k"
+        ));
+        assert!(matches!(
+            TokenSource::from_flags(None, Some(&var)),
+            TokenSource::Env(v) if v == ["MY_TOKEN"]
+        ));
+        assert!(matches!(
+            TokenSource::from_flags(None, None),
+            TokenSource::Env(v) if v == ["BAO_TOKEN", "VAULT_TOKEN"]
+        ));
     }
 }

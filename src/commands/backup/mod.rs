@@ -103,7 +103,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "VAR")]
     pub openbao_token_env: Option<String>,
     /// Read the OpenBao token from key KEY of Secret NAME in the namespace.
-    #[arg(long, value_name = "NAME:KEY", conflicts_with = "openbao_token_env", value_parser = parse_secret_ref)]
+    #[arg(long, value_name = "NAME:KEY", conflicts_with = "openbao_token_env", value_parser = TokenSource::secret_arg)]
     pub openbao_token_secret: Option<(String, String)>,
     /// Include OpenBao's unseal key Secret (only in an encrypted bundle).
     #[arg(long)]
@@ -122,15 +122,6 @@ pub struct CreateArgs {
 fn max_age_arg(s: &str) -> Result<chrono::TimeDelta, String> {
     let d = crate::duration::positive_arg(s)?;
     chrono::TimeDelta::from_std(d).map_err(|e| e.to_string())
-}
-
-fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
-    match s.split_once(':') {
-        Some((n, k)) if !n.is_empty() && !k.is_empty() => Ok((n.to_owned(), k.to_owned())),
-        _ => Err(format!(
-            "'{s}' is not NAME:KEY (for example openbao-root:token)"
-        )),
-    }
 }
 
 /// `backup list`.
@@ -307,14 +298,10 @@ pub fn create_options(args: &CreateArgs, namespace: &str) -> Result<CreateOption
     opts.encryption = Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())?;
     opts.include_unseal_key = args.include_unseal_key;
     opts.require_encryption = args.require_encryption;
-    opts.token = match (&args.openbao_token_secret, &args.openbao_token_env) {
-        (Some((name, key)), _) => TokenSource::Secret {
-            name: name.clone(),
-            key: key.clone(),
-        },
-        (None, Some(var)) => TokenSource::Env(vec![var.clone()]),
-        (None, None) => TokenSource::default(),
-    };
+    opts.token = TokenSource::from_flags(
+        args.openbao_token_secret.as_ref(),
+        args.openbao_token_env.as_ref(),
+    );
     Ok(opts)
 }
 

@@ -77,6 +77,9 @@ pub struct Args {
     /// snapshot [default: BAO_TOKEN, then VAULT_TOKEN].
     #[arg(long, value_name = "VAR")]
     pub openbao_token_env: Option<String>,
+    /// Read that token from key KEY of Secret NAME in the namespace.
+    #[arg(long, value_name = "NAME:KEY", conflicts_with = "openbao_token_env", value_parser = TokenSource::secret_arg)]
+    pub openbao_token_secret: Option<(String, String)>,
 }
 
 /// One rollback to do.
@@ -490,9 +493,10 @@ async fn locked(
         copts.encryption =
             Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())
                 .map_err(crate::backup::BackupError::from)?;
-        if let Some(var) = &args.openbao_token_env {
-            copts.token = TokenSource::Env(vec![var.clone()]);
-        }
+        copts.token = TokenSource::from_flags(
+            args.openbao_token_secret.as_ref(),
+            args.openbao_token_env.as_ref(),
+        );
         let mut sources = ClusterSources::new(target, &survey, &answers);
         let created = create_bundle(&copts, &mut sources, std::future::pending::<String>()).await;
         record.phases.push(PhaseRecord {
