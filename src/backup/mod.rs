@@ -20,7 +20,8 @@
 //!
 //! - [`sources`] is the cluster side of [`create::BackupSources`]: exec and
 //!   port-forward over one survey of the deployment (used by `backup` and
-//!   by `upgrade`'s backup step).
+//!   by `upgrade`'s backup step); [`pod_trust`] decides whether a pod may
+//!   receive the OpenBao token.
 //!
 //! The `backup` command (flags, runners, tables) is `commands::backup`.
 
