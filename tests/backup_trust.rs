@@ -461,6 +461,48 @@ fn a_config_file_requiring_encryption_refuses_a_bundle_in_clear() {
     );
     assert!(bundles(&dir).is_empty(), "nothing was written");
 
+    // upgrade and a data rollback take a backup first: refused before
+    // they read or change anything.
+    let charts = support::workspace().join("sandbox/charts/1.1.0");
+    let dir_s = dir.to_str().unwrap();
+    for args in [
+        vec![
+            "upgrade",
+            "--charts",
+            charts.to_str().unwrap(),
+            "--backup-dir",
+            dir_s,
+        ],
+        vec![
+            "rollback",
+            "data",
+            "--allow-data-rollback",
+            "--backup-dir",
+            dir_s,
+        ],
+    ] {
+        c.sandbox.reset_requests();
+        let out = plugin("kubectl-kleidia")
+            .args(&args)
+            .args(["-n", NS, "--config", config_s, "--kubeconfig"])
+            .arg(c.kubeconfig())
+            .output()
+            .unwrap();
+        let counts = c.sandbox.requests();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("--encrypt-to") && err.contains("--passphrase-env"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            counts.count_where(|r| !r.key.resource.is_empty()),
+            0,
+            "{args:?} asked the cluster nothing: {counts:?}"
+        );
+    }
+    assert!(bundles(&dir).is_empty(), "nothing was written");
+
     let out = plugin("kubectl-kleidia")
         .args(["backup", "-n", NS, "--components", "values", "--dir"])
         .arg(&dir)

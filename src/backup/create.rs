@@ -294,6 +294,20 @@ pub struct CreatedBundle {
     pub warnings: Vec<String>,
 }
 
+/// Refuses, before any work, a backup that `required` encryption but is
+/// given neither recipients nor a passphrase variable (for the commands
+/// that take a backup as one of their steps).
+pub fn encryption_given(
+    required: bool,
+    encrypt_to: &[String],
+    passphrase_env: Option<&str>,
+) -> Result<(), CreateError> {
+    if required && encrypt_to.is_empty() && passphrase_env.is_none() {
+        return Err(CreateError::EncryptionRequired);
+    }
+    Ok(())
+}
+
 /// Refuses options no backup can be taken with (before the cluster is
 /// asked anything): encryption the config requires or the unseal key
 /// needs, at least one component.

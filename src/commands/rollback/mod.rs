@@ -242,6 +242,14 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
 
     if components.contains(&Component::Data) {
         target.require_verified_tls("roll back the data layer", crate::backup::SECRETS_MOVED)?;
+        if !args.dry_run {
+            crate::backup::create::encryption_given(
+                target.settings.require_encryption,
+                &args.encrypt_to,
+                args.passphrase_env.as_deref(),
+            )
+            .map_err(crate::backup::BackupError::from)?;
+        }
     }
 
     // Decide every step before changing anything.

@@ -146,6 +146,14 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
         return Ok(0);
     }
     target.require_verified_tls("upgrade", crate::backup::SECRETS_MOVED)?;
+    if !args.no_backup && !args.dry_run {
+        crate::backup::create::encryption_given(
+            target.settings.require_encryption,
+            &args.encrypt_to,
+            args.passphrase_env.as_deref(),
+        )
+        .map_err(crate::backup::BackupError::from)?;
+    }
     let charts = args.charts.clone().expect("clap requires --charts");
     let components: Vec<Component> = Component::ALL
         .into_iter()
