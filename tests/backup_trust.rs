@@ -1,7 +1,10 @@
 //! What `backup` trusts before it moves a secret, against the sandbox with
 //! the plugin binary and real kubectl: the OpenBao token goes only to a pod
 //! its release's workload controls (a pod with copied labels gets nothing),
-//! a kubeconfig that skips TLS verification is refused without
+//! and over TLS when the release configures its listener for TLS (the
+//! sandbox's OpenBao serves plain HTTP only, so the TLS exchange itself is
+//! proven against a local TLS listener); a kubeconfig that skips TLS
+//! verification is refused without
 //! `--insecure`, a config file can require encryption, and a values-only
 //! backup touches no pod.
 
@@ -176,6 +179,8 @@ fn a_pod_owned_through_its_replicaset_is_trusted() {
     assert!(counts.count("get", "deployments") >= 1, "{counts:?}");
     assert!(port_forwards(&counts) >= 1, "{counts:?}");
     assert!(!err.contains(TOKEN));
+    // The release's listener has `tls_disable = true`: plain HTTP.
+    assert!(err.contains("HTTP exchange with OpenBao failed"), "{err}");
 
     // The same release, but the pod now runs another image than the
     // release declares: refused, naming both images.
@@ -230,6 +235,32 @@ fn a_pod_owned_through_its_replicaset_is_trusted() {
         "{err}"
     );
     assert_eq!(port_forwards(&counts), 0, "{counts:?}");
+}
+
+#[test]
+fn a_listener_the_release_configures_for_tls_is_spoken_to_with_tls() {
+    let c = Cluster::start_with(Default::default());
+    let tls_config = BAO_CONFIG.replace(
+        "tls_disable = true",
+        "tls_cert_file = \"/openbao/tls/tls.crt\"\n      tls_key_file = \"/openbao/tls/tls.key\"",
+    );
+    let manifest = format!("{BAO_DEPLOYMENT}{tls_config}");
+    c.apply_manifest(NS, &manifest);
+    c.store_release_secret(NS, &platform_release(&manifest));
+    c.wait_for_ready_pods(NS, 1);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(&c, tmp.path(), &["--components", "platform"]);
+    let err = text(&out.stderr);
+    eprintln!("{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // Nothing in this pod serves OpenBao: what fails is the TLS handshake
+    // the plugin opened over the port-forward, before any request.
+    assert!(
+        err.contains("TLS handshake with OpenBao's listener failed"),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN));
 }
 
 /// Waits until `count` pods run (ready or not: the fixtures' servers are
