@@ -525,6 +525,7 @@ fn bao_target(survey: &Survey, pod: &str) -> OpenbaoTarget {
             pod: pod.to_string(),
             container: "openbao".into(),
             port: 8200,
+            tls: false,
         },
     }
 }

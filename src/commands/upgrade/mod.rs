@@ -178,6 +178,15 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
     if args.promote || args.abort {
         return bluegreen::finish(session, &target, args).await;
     }
+    target.require_verified_tls("upgrade", crate::backup::SECRETS_MOVED)?;
+    if !args.no_backup && !args.dry_run {
+        crate::backup::create::encryption_given(
+            target.settings.require_encryption,
+            &args.encrypt_to,
+            args.passphrase_env.as_deref(),
+        )
+        .map_err(crate::backup::BackupError::from)?;
+    }
     if args.strategy == Strategy::BlueGreen {
         return bluegreen::start(session, &target, args).await;
     }
@@ -479,6 +488,7 @@ pub(crate) async fn prepare(
         let t = Instant::now();
         messages.note(&format!("backing up to {} ...", args.backup_dir.display()));
         let mut opts = CreateOptions::new(&args.backup_dir, &target.namespace);
+        opts.require_encryption = target.settings.require_encryption;
         opts.encryption =
             Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())
                 .map_err(crate::backup::BackupError::from)?;
