@@ -7,8 +7,16 @@
 //! module runs them all and sums them up. The JSON shape is documented in
 //! docs/preflight.md.
 
+mod backup;
+mod charts;
+mod green;
+mod headroom;
+mod openbao;
+mod permissions;
+mod postgres;
 mod releases;
 mod servers;
+mod workloads;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +64,10 @@ pub struct Check {
     pub detail: String,
     /// What to run next (none when the check passed).
     pub hint: Option<String>,
+    /// Longer text worth reading before going on (a chart's release notes
+    /// on a major version bump); left out of JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Check {
@@ -65,6 +77,7 @@ impl Check {
             status: Status::Pass,
             detail: detail.into(),
             hint: None,
+            notes: Vec::new(),
         }
     }
 
@@ -78,6 +91,7 @@ impl Check {
             status: Status::Warn,
             detail: detail.into(),
             hint: Some(hint.into()),
+            notes: Vec::new(),
         }
     }
 
@@ -91,7 +105,16 @@ impl Check {
             status: Status::Fail,
             detail: detail.into(),
             hint: Some(hint.into()),
+            notes: Vec::new(),
         }
+    }
+}
+
+impl Check {
+    /// The same check with `notes` to print under it.
+    pub fn with_notes(mut self, notes: Vec<String>) -> Self {
+        self.notes = notes;
+        self
     }
 }
 
@@ -190,12 +213,50 @@ pub async fn run(target: &Target, options: &Options) -> Result<Report, SurveyFai
     Ok(Report::new(run_checks(&cx).await))
 }
 
-/// The checks, concurrently, in a stable order.
+/// The checks, concurrently, in a stable order. The charts to upgrade to
+/// are rendered once (with `--charts`) while the rest runs; the checks of
+/// what the upgrade would apply, and the headroom it needs, use that.
 pub async fn run_checks(cx: &Context<'_>) -> Vec<Check> {
-    let (servers, releases) = tokio::join!(servers::checks(cx), releases::checks(cx),);
+    let (
+        servers,
+        releases,
+        green,
+        workloads,
+        openbao,
+        postgres,
+        permissions,
+        backup,
+        (plan, nodes),
+    ) = tokio::join!(
+        servers::checks(cx),
+        releases::checks(cx),
+        green::checks(cx),
+        async { workloads::checks(cx, chrono::Utc::now()) },
+        openbao::checks(cx),
+        postgres::checks(cx),
+        permissions::checks(cx),
+        backup::checks(cx),
+        async { tokio::join!(charts::plan(cx), headroom::nodes(cx)) },
+    );
+    let (headroom, charts) = tokio::join!(
+        async { headroom::checks(cx, &nodes, plan.as_ref().and_then(|p| p.as_ref().ok())) },
+        charts::checks(cx, plan.as_ref()),
+    );
     let mut all = Vec::new();
-    all.extend(servers);
-    all.extend(releases);
+    for part in [
+        servers,
+        releases,
+        green,
+        workloads,
+        openbao,
+        postgres,
+        headroom,
+        permissions,
+        backup,
+        charts,
+    ] {
+        all.extend(part);
+    }
     all
 }
 
@@ -226,6 +287,11 @@ pub fn render(report: &Report, p: Painter, out: &mut dyn std::io::Write) -> std:
                 c.name,
                 c.hint.as_deref().unwrap_or_default()
             )?;
+            for note in &c.notes {
+                for line in note.lines() {
+                    writeln!(out, "    {line}")?;
+                }
+            }
         }
     }
     let summary = format!(
