@@ -292,15 +292,14 @@ fn every_check_passes_then_names_what_is_arranged_against_it() {
         "{d}"
     );
 
-    // No backup at all fails; an old one warns: exit 0, 1 with --strict.
-    let (code, r) = preflight(
-        &c,
-        h,
-        home,
-        &["--backup-dir", empty.path().to_str().unwrap()],
-    );
-    assert_eq!((code, status(&r, "backup")), (1, "fail".into()), "{r:#}");
+    // No backup at all, or an old one, warns: exit 0, 1 with --strict.
+    let none = ["--backup-dir", empty.path().to_str().unwrap()];
+    let (code, r) = preflight(&c, h, home, &none);
+    assert_eq!((code, status(&r, "backup")), (0, "warn".into()), "{r:#}");
+    assert!(detail(&r, "backup").contains("no complete backup bundle"));
     assert!(hint(&r, "backup").contains("kubectl kleidia backup create"));
+    let (code, _) = preflight(&c, h, home, &[&none[..], &["--strict"]].concat());
+    assert_eq!(code, 1);
     std::thread::sleep(Duration::from_millis(1100));
     let (code, r) = preflight(
         &c,
@@ -317,6 +316,41 @@ fn every_check_passes_then_names_what_is_arranged_against_it() {
         &["--backup-dir", &dir, "--max-backup-age", "1s", "--strict"],
     );
     assert_eq!(code, 1);
+
+    // A bundle whose files no longer match its manifest fails: it looks
+    // like a backup and is none.
+    let damaged = tempfile::tempdir().unwrap();
+    let bundle = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let copy = damaged.path().join(bundle.file_name().unwrap());
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&bundle)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let dump = copy.join("postgres.sql.zst");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&dump, bytes).unwrap();
+    let (code, r) = preflight(
+        &c,
+        h,
+        home,
+        &["--backup-dir", damaged.path().to_str().unwrap()],
+    );
+    assert_eq!((code, status(&r, "backup")), (1, "fail".into()), "{r:#}");
+    assert!(
+        detail(&r, "backup").contains("does not verify"),
+        "{}",
+        detail(&r, "backup")
+    );
 
     // A permission the upgrade needs is missing.
     c.sandbox.shared().authz.set_rules(vec![
