@@ -370,6 +370,39 @@ fn every_check_passes_then_names_what_is_arranged_against_it() {
     );
     assert!(hint(&r, "permissions").contains("kubectl auth can-i delete pods -n kleidia"));
 
+    // Nodes the user may not list: the room is not known, said as a
+    // warning.
+    c.sandbox.shared().authz.set_rules(vec![
+        support::Rule::deny(&["list"], &["nodes"]),
+        support::Rule::allow_all(),
+    ]);
+    let (code, r) = preflight(&c, h, home, &["--backup-dir", &dir]);
+    c.sandbox
+        .shared()
+        .authz
+        .set_rules(vec![support::Rule::allow_all()]);
+    assert_eq!((code, status(&r, "headroom")), (0, "warn".into()), "{r:#}");
+    assert!(
+        detail(&r, "headroom").contains("could not be read"),
+        "{}",
+        detail(&r, "headroom")
+    );
+
+    // No helm at all (HELM_BIN unset, none on PATH).
+    let out = plugin("kubectl-kleidia")
+        .env("KUBECONFIG", c.kubeconfig())
+        .args(["preflight", "-o", "json", "--backup-dir", &dir])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(status(&r, "helm"), "fail");
+    assert!(
+        detail(&r, "helm").contains("no helm binary found"),
+        "{}",
+        detail(&r, "helm")
+    );
+
     // No room on the node for the backend's surge pod (the pods there
     // request 500m CPU).
     let patch = |cpu: &str| {
@@ -456,6 +489,26 @@ fn every_check_passes_then_names_what_is_arranged_against_it() {
             .values(values(true), values(false))
             .status("pending-upgrade"),
     );
+    // The services' last upgrade failed (helm left it `failed`).
+    let manifest = helm_run(
+        &c,
+        h,
+        home,
+        &["get", "manifest", "kleidia-services", "-n", NS],
+    );
+    let values = |all: bool| -> Value {
+        let mut args = vec!["get", "values", "kleidia-services", "-n", NS, "-o", "json"];
+        if all {
+            args.push("--all");
+        }
+        serde_json::from_str(&helm_run(&c, h, home, &args)).unwrap()
+    };
+    c.store_release_secret(
+        NS,
+        &ReleaseFixture::new("kleidia-services", 2, "1.0.0", "1.0.0", &manifest)
+            .values(values(true), values(false))
+            .status("failed"),
+    );
     // A blue-green upgrade's green services release, left waiting.
     helm_run(
         &c,
@@ -532,6 +585,12 @@ fn every_check_passes_then_names_what_is_arranged_against_it() {
         h_green.contains("upgrade --promote") && h_green.contains("upgrade --abort"),
         "{h_green}"
     );
+
+    assert_eq!(status(&r, "release.services"), "warn");
+    assert!(
+        detail(&r, "release.services").contains("revision 2 (kleidia-services 1.0.0) is failed")
+    );
+    assert!(hint(&r, "release.services").contains("helm history kleidia-services -n kleidia"));
 
     // What still holds is still said to hold.
     assert_eq!(status(&r, "postgres"), "pass");
