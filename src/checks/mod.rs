@@ -217,6 +217,10 @@ pub async fn run(target: &Target, options: &Options) -> Result<Report, SurveyFai
 /// are rendered once (with `--charts`) while the rest runs; the checks of
 /// what the upgrade would apply, and the headroom it needs, use that.
 pub async fn run_checks(cx: &Context<'_>) -> Vec<Check> {
+    // The checks' own questions (reviews, peers, renders, discovery) get
+    // the same time limit as the survey, from here.
+    let limit = cx.options.timeout;
+    let deadline = tokio::time::Instant::now() + limit;
     let (
         servers,
         releases,
@@ -230,17 +234,31 @@ pub async fn run_checks(cx: &Context<'_>) -> Vec<Check> {
     ) = tokio::join!(
         servers::checks(cx),
         releases::checks(cx),
-        green::checks(cx),
+        within(deadline, limit, "release.green", green::checks(cx)),
         async { workloads::checks(cx, chrono::Utc::now()) },
-        openbao::checks(cx),
+        within(deadline, limit, "openbao", openbao::checks(cx)),
         postgres::checks(cx),
-        permissions::checks(cx),
-        backup::checks(cx),
-        async { tokio::join!(charts::plan(cx), headroom::nodes(cx)) },
+        within(deadline, limit, "permissions", permissions::checks(cx)),
+        within(deadline, limit, "backup", backup::checks(cx)),
+        async {
+            let late = || format!("no answer within {}", crate::duration::show(limit));
+            tokio::join!(
+                async {
+                    tokio::time::timeout_at(deadline, charts::plan(cx))
+                        .await
+                        .unwrap_or_else(|_| Some(Err(late())))
+                },
+                async {
+                    tokio::time::timeout_at(deadline, headroom::nodes(cx))
+                        .await
+                        .unwrap_or_else(|_| Err(late()))
+                },
+            )
+        },
     );
     let (headroom, charts) = tokio::join!(
         async { headroom::checks(cx, &nodes, plan.as_ref().and_then(|p| p.as_ref().ok())) },
-        charts::checks(cx, plan.as_ref()),
+        within(deadline, limit, "charts", charts::checks(cx, plan.as_ref())),
     );
     let mut all = Vec::new();
     for part in [
@@ -258,6 +276,25 @@ pub async fn run_checks(cx: &Context<'_>) -> Vec<Check> {
         all.extend(part);
     }
     all
+}
+
+/// The checks of `f`, or one failed check `name` when they do not finish
+/// by `deadline`.
+async fn within(
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    name: &str,
+    f: impl std::future::Future<Output = Vec<Check>>,
+) -> Vec<Check> {
+    tokio::time::timeout_at(deadline, f)
+        .await
+        .unwrap_or_else(|_| {
+            vec![Check::fail(
+                name,
+                format!("no answer within {}", crate::duration::show(limit)),
+                "check that the cluster answers (`kubectl get pods`), or raise --timeout",
+            )]
+        })
 }
 
 /// One aligned line per check, the hint under anything not passing, then a

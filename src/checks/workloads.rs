@@ -55,9 +55,16 @@ fn component(cx: &Context<'_>, r: &ReleaseSurvey, now: DateTime<Utc>) -> Check {
         }
     };
     let mut f = Findings::default();
-    let upgrade = cx.command("upgrade --charts DIR");
+    let hints = Hints {
+        upgrade: cx.command("upgrade --charts DIR"),
+        missing: format!(
+            "`{}` puts it back (`helm get manifest {} -n {ns}` shows what the release holds)",
+            cx.command(&format!("rollback {}", r.component)),
+            r.name
+        ),
+    };
     for w in &r.workloads {
-        workload(ns, live, w, now, &upgrade, &mut f);
+        workload(ns, live, w, now, &hints, &mut f);
     }
     let claims = claims(ns, r, live, &mut f);
     let summary = format!(
@@ -91,12 +98,18 @@ fn component(cx: &Context<'_>, r: &ReleaseSurvey, now: DateTime<Utc>) -> Check {
     )
 }
 
+/// Commands named in hints.
+struct Hints {
+    upgrade: String,
+    missing: String,
+}
+
 fn workload(
     ns: &str,
     live: &Live,
     w: &WorkloadPods,
     now: DateTime<Utc>,
-    upgrade: &str,
+    hints: &Hints,
     f: &mut Findings,
 ) {
     let shown = w.workload.display();
@@ -112,18 +125,19 @@ fn workload(
             },
             None => f.fails.push((
                 format!("{shown} is in the release but not in the cluster"),
-                format!("put it back with `helm rollback` of its release, or check `kubectl get deployments -n {ns}`"),
+                hints.missing.clone(),
             )),
         },
         WorkloadKind::StatefulSet => match live.statefulset(name) {
-            Some(s) => statefulset(ns, s, w, upgrade, f),
+            Some(s) => statefulset(ns, s, w, &hints.upgrade, f),
             None => f.fails.push((
                 format!("{shown} is in the release but not in the cluster"),
-                format!("check `kubectl get statefulsets -n {ns}`"),
+                hints.missing.clone(),
             )),
         },
         _ => {
-            f.rolled.push(format!("{shown} {}/{} ready", w.ready(), w.pods.len()));
+            f.rolled
+                .push(format!("{shown} {}/{} ready", w.ready(), w.pods.len()));
         }
     }
     for p in &w.pods {
