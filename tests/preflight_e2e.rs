@@ -230,6 +230,33 @@ fn every_check_passes_then_names_what_is_arranged_against_it() {
     assert_eq!(status(&r, "charts.api-versions"), "pass");
     assert_eq!(status(&r, "charts.postgres-major"), "pass");
     assert_eq!(status(&r, "charts.pull-secrets"), "pass");
+    // The same charts with the backend from a private registry: no pull
+    // secret for it, a warning.
+    let private = "backend.image.repository=registry.example.com/kleidia/kleidia-backend";
+    let (code, r) = preflight(
+        &c,
+        h,
+        home,
+        &[
+            "--backup-dir",
+            &dir,
+            "--charts",
+            &charts("1.1.0"),
+            "--set",
+            private,
+        ],
+    );
+    assert_eq!(
+        (code, status(&r, "charts.pull-secrets")),
+        (0, "warn".into()),
+        "{r:#}"
+    );
+    assert!(
+        detail(&r, "charts.pull-secrets")
+            .contains("pulls registry.example.com/kleidia/kleidia-backend:1.1.0 from registry.example.com with no imagePullSecret"),
+        "{}",
+        detail(&r, "charts.pull-secrets")
+    );
 
     // A PostgreSQL major jump hidden in a chart major: fails, and the
     // release notes are printed with the warning.
@@ -353,8 +380,10 @@ fn every_check_passes_then_names_what_is_arranged_against_it() {
     );
 
     // A permission the upgrade needs is missing.
+    // Without exec, PostgreSQL cannot be asked either.
     c.sandbox.shared().authz.set_rules(vec![
         support::Rule::deny(&["delete"], &["pods"]),
+        support::Rule::deny(&["create"], &["pods/exec"]),
         support::Rule::allow_all(),
     ]);
     let (code, r) = preflight(&c, h, home, &["--backup-dir", &dir]);
@@ -363,12 +392,18 @@ fn every_check_passes_then_names_what_is_arranged_against_it() {
         .authz
         .set_rules(vec![support::Rule::allow_all()]);
     assert_eq!((code, status(&r, "permissions")), (1, "fail".into()));
+    let d = detail(&r, "permissions");
     assert!(
-        detail(&r, "permissions").contains("delete pods"),
-        "{}",
-        detail(&r, "permissions")
+        d.contains("2 of") && d.contains("delete pods") && d.contains("create pods/exec"),
+        "{d}"
     );
-    assert!(hint(&r, "permissions").contains("kubectl auth can-i delete pods -n kleidia"));
+    assert_eq!(status(&r, "postgres"), "fail");
+    assert!(
+        detail(&r, "postgres").contains("did not answer SELECT version() as user yubiuser"),
+        "{}",
+        detail(&r, "postgres")
+    );
+    assert!(hint(&r, "permissions").contains("kubectl auth can-i create pods/exec -n kleidia"));
 
     // Nodes the user may not list: the room is not known, said as a
     // warning.
