@@ -389,4 +389,30 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn notes_print_under_their_hint_and_stay_out_of_json_when_empty() {
+        let r = Report::new(vec![
+            Check::warn(
+                "charts.versions",
+                "a 1.0.0 -> 2.0.0 (major)",
+                "read the notes",
+            )
+            .with_notes(vec!["## 2.0.0\n- Breaking: PostgreSQL 16".into()]),
+            Check::pass("helm", "v4.1.4"),
+        ]);
+        let mut out = Vec::new();
+        render(&r, Painter { color: false }, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("WARN charts.versions: read the notes\n    ## 2.0.0\n    - Breaking: PostgreSQL 16\n"),
+            "{text}"
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["checks"][0]["notes"][0],
+            "## 2.0.0\n- Breaking: PostgreSQL 16"
+        );
+        assert!(v["checks"][1].get("notes").is_none());
+    }
 }
