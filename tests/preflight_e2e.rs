@@ -318,6 +318,11 @@ fn every_check_passes_then_names_what_is_arranged_against_it() {
             && d.contains("use policy/v1"),
         "{d}"
     );
+    assert!(
+        hint(&r, "charts.api-versions").contains("grep -rn 'policy/v1beta1' "),
+        "{}",
+        hint(&r, "charts.api-versions")
+    );
 
     // No backup at all, or an old one, warns: exit 0, 1 with --strict.
     let none = ["--backup-dir", empty.path().to_str().unwrap()];

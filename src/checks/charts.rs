@@ -592,8 +592,10 @@ pub fn api_verdict(
     uses: &BTreeMap<(String, String), Vec<String>>,
     served: &BTreeMap<(String, String), Served>,
     server: Option<(u64, u64)>,
+    charts_dir: &str,
 ) -> Check {
     let name = "charts.api-versions";
+    let mut first: Option<&str> = None;
     let mut fails = Vec::new();
     let mut warns = Vec::new();
     let mut unknown = Vec::new();
@@ -604,15 +606,18 @@ pub fn api_verdict(
             .map(|c| format!(": use {}", c.replacement))
             .unwrap_or_default();
         match served.get(&(api_version.clone(), kind.clone())) {
-            Some(Served::No) => fails.push(format!(
-                "{what}, which this server does not serve{}{replacement}",
-                change
-                    .map(|c| format!(
-                        " (removed in Kubernetes {}.{})",
-                        c.removed_in.0, c.removed_in.1
-                    ))
-                    .unwrap_or_default()
-            )),
+            Some(Served::No) => fails.push({
+                first.get_or_insert(api_version.as_str());
+                format!(
+                    "{what}, which this server does not serve{}{replacement}",
+                    change
+                        .map(|c| format!(
+                            " (removed in Kubernetes {}.{})",
+                            c.removed_in.0, c.removed_in.1
+                        ))
+                        .unwrap_or_default()
+                )
+            }),
             Some(Served::Unknown(e)) => unknown.push(format!("{what} (not known: {e})")),
             _ => {
                 if let Some(c) = change
@@ -630,14 +635,19 @@ pub fn api_verdict(
         return Check::fail(
             name,
             fails.join("; "),
-            "the upgrade would fail with \"no matches for kind\": use charts that render the replacement API version (ask the chart's maintainers), then check again",
+            format!(
+                "the upgrade would fail with \"no matches for kind\": find the templates with `grep -rn '{}' {charts_dir}`, move them to the replacement (or ask the chart's maintainers), then check again",
+                first.unwrap_or_default()
+            ),
         );
     }
     if !warns.is_empty() || !unknown.is_empty() {
         return Check::warn(
             name,
             [warns, unknown].concat().join("; "),
-            "move the charts to the replacement API versions before the cluster is upgraded past their removal",
+            format!(
+                "move the charts to the replacement API versions before the cluster is upgraded past their removal (`grep -rn apiVersion: {charts_dir}` lists them)"
+            ),
         );
     }
     let versions: BTreeSet<&str> = uses.keys().map(|(v, _)| v.as_str()).collect();
@@ -699,7 +709,13 @@ async fn api_versions(cx: &Context<'_>, plan: &UpgradePlan) -> Check {
         Some(Ok(v)) => probes::parse_version(v).map(|v| (v.major, v.minor)),
         _ => None,
     };
-    api_verdict(&uses, &served, server)
+    let dir = cx
+        .options
+        .charts
+        .as_ref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    api_verdict(&uses, &served, server, &dir)
 }
 
 /// Registries that serve public images without credentials.
@@ -995,15 +1011,19 @@ mod tests {
             (key("apps/v1", "Deployment"), Served::Yes),
             (key("policy/v1beta1", "PodDisruptionBudget"), Served::No),
         ]);
-        let c = api_verdict(&uses, &served, Some((1, 33)));
+        let c = api_verdict(&uses, &served, Some((1, 33)), "charts");
         assert_eq!(c.status, Status::Fail);
         assert!(
             c.detail.contains("PodDisruptionBudget api uses policy/v1beta1, which this server does not serve (removed in Kubernetes 1.25): use policy/v1"),
             "{}",
             c.detail
         );
+        assert!(
+            c.hint.unwrap().contains("grep -rn 'policy/v1beta1' charts"),
+            "the hint names where to look"
+        );
         served.insert(key("policy/v1beta1", "PodDisruptionBudget"), Served::Yes);
-        let c = api_verdict(&uses, &served, Some((1, 22)));
+        let c = api_verdict(&uses, &served, Some((1, 22)), "charts");
         assert_eq!(c.status, Status::Warn);
         assert!(
             c.detail.contains("deprecated since Kubernetes 1.21"),
@@ -1011,7 +1031,7 @@ mod tests {
             c.detail
         );
         assert_eq!(
-            api_verdict(&uses, &served, Some((1, 20))).status,
+            api_verdict(&uses, &served, Some((1, 20)), "charts").status,
             Status::Pass
         );
     }
