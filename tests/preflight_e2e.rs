@@ -466,7 +466,7 @@ fn every_check_passes_then_names_what_is_arranged_against_it() {
     let d = detail(&r, "headroom");
     assert!(
         d.contains("no node has room for the extra pod of Deployment kleidia-services-backend (needs 100m CPU, 128Mi)")
-            && d.contains("sandbox-node has 50m CPU"),
+            && d.contains("sandbox-node has") && d.contains("free of 550m CPU") && d.contains("(too little CPU)"),
         "{d}"
     );
 
