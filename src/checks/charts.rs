@@ -23,6 +23,7 @@ pub async fn plan(cx: &Context<'_>) -> Option<Result<UpgradePlan, String>> {
     let charts = cx.options.charts.as_ref()?;
     let components: Vec<Component> = Component::ALL
         .into_iter()
+        .filter(|c| cx.options.components.is_empty() || cx.options.components.contains(c))
         .filter(|c| cx.survey.release(*c).latest.is_ok())
         .collect();
     let values = match Values::new(&cx.options.values, &cx.options.set) {

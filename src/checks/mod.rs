@@ -178,6 +178,10 @@ pub struct Options {
     /// A backup is taken right after the checks (by `upgrade`): the
     /// recent-backup check then only says so.
     pub backup_follows: bool,
+    /// The components the upgrade changes (`upgrade --only`, or the
+    /// services alone for a blue-green upgrade); empty: all three. The
+    /// `--charts` checks look at these only.
+    pub components: Vec<crate::topology::Component>,
 }
 
 /// Everything the checks look at, gathered once.

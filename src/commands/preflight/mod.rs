@@ -52,6 +52,7 @@ impl Args {
             timeout: self.timeout,
             invocation,
             backup_follows: false,
+            components: Vec::new(),
         }
     }
 }

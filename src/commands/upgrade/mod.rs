@@ -453,6 +453,11 @@ pub(crate) async fn prepare(
             timeout: Duration::from_secs(60),
             invocation: target.settings.flavor.invocation(),
             backup_follows: !args.no_backup,
+            components: if args.strategy == Strategy::BlueGreen {
+                vec![Component::Services]
+            } else {
+                args.only.clone()
+            },
         };
         let cx = checks::Context {
             target,
