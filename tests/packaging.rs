@@ -541,14 +541,31 @@ fn release_archive_matches_the_manifests_and_the_hook_installs_it() {
         "man/helm-kleidia-upgrade.1",
         "completion/kubectl-kleidia.bash",
         "completion/helm-kleidia.zsh",
+        "helm-plugin/plugin.yaml",
+        "helm-plugin/install-binary.sh",
+        "helm-plugin/run.sh",
     ] {
         assert!(listing.lines().any(|l| l == f), "{f} missing:\n{listing}");
     }
 
-    // The hook, run by real Helm 4, from a plugin folder outside any
-    // checkout: it downloads the archive for this OS/arch and checks it.
-    let plugin_dir = plugin_copy(dir.path());
-    std::fs::copy(&plugin, plugin_dir.join("plugin.yaml")).unwrap();
+    // The archive's Helm plugin, installed by real Helm 4: its hook
+    // downloads the archive for this OS/arch and checks it.
+    let unpacked = dir.path().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let out = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&unpacked)
+        .arg("helm-plugin")
+        .output()
+        .unwrap();
+    assert_success("tar -x helm-plugin", &out);
+    let plugin_dir = unpacked.join("helm-plugin");
+    assert_eq!(
+        yaml(&plugin_dir.join("plugin.yaml"))["version"].as_str(),
+        Some(VERSION)
+    );
     let helm = Helm::new("helm-v4");
     let url = format!("file://{}", dist.display());
     helm.run(
