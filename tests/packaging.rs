@@ -305,6 +305,26 @@ fn helm_plugin_from_checkout(which: &str) {
         text(&out.stderr)
     );
 
+    // Helm's flags that bypass the kubeconfig context are refused, naming
+    // the flag and never the token.
+    let out = helm
+        .cmd()
+        .env("KUBECONFIG", &kc)
+        .args([
+            "--kube-token",
+            "t0ken-never-shown",
+            "--kube-context",
+            "team",
+            "kleidia",
+            "versions",
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--kube-token (HELM_KUBETOKEN)"), "{err}");
+    assert!(!err.contains("t0ken-never-shown") && !text(&out.stdout).contains("t0ken"));
+
     helm.run(
         "helm plugin uninstall",
         helm.cmd().args(["plugin", "uninstall", "kleidia"]),
