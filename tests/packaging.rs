@@ -67,7 +67,12 @@ fn plugin_script(plugin_dir: &Path, script: &str, path: &str) -> Command {
 fn plugin_copy(dir: &Path) -> PathBuf {
     let dest = dir.join("helm-kleidia");
     std::fs::create_dir_all(&dest).unwrap();
-    for f in ["plugin.yaml", "run.sh", "install-binary.sh"] {
+    for f in [
+        "plugin.yaml",
+        "run.sh",
+        "install-binary.sh",
+        "plugin.complete",
+    ] {
         std::fs::copy(plugin_source().join(f), dest.join(f)).unwrap();
     }
     dest
@@ -303,6 +308,28 @@ fn helm_plugin_from_checkout(which: &str) {
         text(&out.stderr).contains("127.0.0.1:1"),
         "{}",
         text(&out.stderr)
+    );
+
+    // `helm kleidia <TAB>`: Helm's own completion entry point runs the
+    // plugin's plugin.complete.
+    let complete = |words: &[&str]| {
+        let out = helm.run(
+            "helm __complete",
+            helm.cmd().args(["__complete", "kleidia"]).args(words),
+        );
+        text(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    let top = complete(&[""]);
+    for s in ["versions", "preflight", "backup", "upgrade", "rollback"] {
+        assert!(top.iter().any(|v| v == s), "{s}: {top:?}");
+    }
+    assert_eq!(top.last().map(String::as_str), Some(":4"));
+    assert_eq!(
+        complete(&["-n", "team-a", "rollback", "s"]),
+        ["services", ":4"]
     );
 
     // Helm's flags that bypass the kubeconfig context are refused, naming
@@ -564,6 +591,7 @@ fn release_archive_matches_the_manifests_and_the_hook_installs_it() {
         "helm-plugin/plugin.yaml",
         "helm-plugin/install-binary.sh",
         "helm-plugin/run.sh",
+        "helm-plugin/plugin.complete",
     ] {
         assert!(listing.lines().any(|l| l == f), "{f} missing:\n{listing}");
     }
