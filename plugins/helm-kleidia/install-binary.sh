@@ -17,6 +17,16 @@ dir=$(cd -P "${HELM_PLUGIN_DIR:-$(dirname "$0")}" && pwd -P)
 mkdir -p "$dir/bin"
 dest="$dir/bin/helm-kleidia"
 fail() { echo "install-binary.sh: $*" >&2; exit 1; }
+tmp=""
+cleanup() {
+  rm -f "$dest.tmp.$$"
+  if [ -n "$tmp" ]; then rm -rf "$tmp"; fi
+}
+# Interrupted or not, leave no temporary file behind.
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 place() { # <file> <where it came from>
   cp "$1" "$dest.tmp.$$"
@@ -60,7 +70,6 @@ base=${KLEIDIA_RELEASE_URL:-https://github.com/kleidia/kleidia/releases/download
 archive="kleidia_v${version}_${os}_${arch}.tar.gz"
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT INT TERM HUP
 fetch() { # <url> <file>
   if command -v curl >/dev/null 2>&1; then
     curl -fsSL --retry 3 -o "$2" "$1"
