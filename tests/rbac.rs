@@ -238,6 +238,7 @@ fn operator_and_auditor_roles_work_and_each_missing_permission_is_named() {
         ("create", "pods/portforward", platform_backup),
         ("get", "leases", upgrade),
         ("create", "leases", upgrade),
+        ("get", "configmaps", &["upgrade", "--history"]),
     ] {
         authz.set_rules(without(&operator, verb, resource));
         let o = run(cmd(), args);
