@@ -482,8 +482,10 @@ fn check_krew_manifest(m: &Value) -> Vec<(String, String)> {
     );
     assert_eq!(m["kind"], "Plugin");
     assert_eq!(m["metadata"]["name"], "kleidia");
+    // krew: a `v`-prefixed semantic version.
     let tag = format!("v{VERSION}");
     assert_eq!(m["spec"]["version"].as_str(), Some(tag.as_str()));
+    semver::Version::parse(&tag[1..]).expect("the version is semver");
     for field in ["homepage", "shortDescription", "description", "caveats"] {
         assert!(
             m["spec"][field].as_str().is_some_and(|s| !s.is_empty()),
@@ -523,10 +525,9 @@ fn check_krew_manifest(m: &Value) -> Vec<(String, String)> {
             os.to_uppercase(),
             arch.to_uppercase()
         );
-        assert!(
-            sha == placeholder || (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())),
-            "{os}/{arch}: {sha}"
-        );
+        // krew wants 64 lowercase hex digits.
+        let hex = sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        assert!(sha == placeholder || hex, "{os}/{arch}: {sha}");
         out.push((format!("{os}/{arch}"), sha));
     }
     let platforms: Vec<&str> = out.iter().map(|(p, _)| p.as_str()).collect();
