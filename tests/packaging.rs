@@ -636,6 +636,41 @@ fn release_archive_matches_the_manifests_and_the_hook_installs_it() {
     );
     assert!(text(&out.stdout).contains(VERSION));
 
+    // The whole archive unpacked: the hook takes the helm-kleidia beside
+    // the plugin folder and downloads nothing.
+    let whole = dir.path().join("whole");
+    std::fs::create_dir_all(&whole).unwrap();
+    let out = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert_success("tar -x", &out);
+    let offline = Helm::new("helm-v4");
+    let out = offline.run(
+        "helm plugin install (unpacked archive)",
+        offline
+            .cmd()
+            .args(["plugin", "install"])
+            .arg(whole.join("helm-plugin"))
+            .env("KLEIDIA_RELEASE_URL", "file:///nonexistent"),
+    );
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "installed from {}",
+            whole.join("helm-kleidia").display()
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = offline.run(
+        "helm kleidia --version (unpacked archive)",
+        offline.cmd().args(["kleidia", "--version"]),
+    );
+    assert!(text(&out.stdout).contains(VERSION));
+
     // A checksum that does not match: nothing is installed.
     std::fs::remove_file(&installed).unwrap();
     std::fs::write(

@@ -4,7 +4,9 @@
 #   1. $KLEIDIA_BINARY, a prebuilt binary;
 #   2. a cargo build, when the plugin folder is plugins/helm-kleidia of a
 #      source checkout (profile $KLEIDIA_CARGO_PROFILE, default release);
-#   3. the release archive of this plugin's version for this OS and
+#   3. the helm-kleidia of this plugin's version beside the plugin folder
+#      (an unpacked release archive holds both);
+#   4. the release archive of this plugin's version for this OS and
 #      architecture, checked against its published SHA-256
 #      ($KLEIDIA_RELEASE_URL replaces the GitHub release folder, e.g. a
 #      mirror or file:///path/to/dist).
@@ -56,6 +58,13 @@ fi
 
 version=$(sed -n 's/^version: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$dir/plugin.yaml" | head -n 1)
 [ -n "$version" ] || fail "no version in $dir/plugin.yaml"
+
+# An unpacked release archive: its helm-kleidia sits beside helm-plugin/.
+beside="$dir/../helm-kleidia"
+if [ -f "$beside" ] && [ -x "$beside" ] && [ "$("$beside" --version 2>/dev/null)" = "helm kleidia $version" ]; then
+  place "$beside" "$(cd -P "$dir/.." && pwd -P)/helm-kleidia"
+  exit 0
+fi
 case $(uname -s) in
   Linux) os=linux ;;
   Darwin) os=darwin ;;
