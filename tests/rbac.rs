@@ -50,10 +50,13 @@ fn role(name: &str) -> Role {
         .unwrap_or_else(|| panic!("docs/rbac.yaml has no Role {name}"))
 }
 
-/// The Role as the sandbox's rules: allowed in the namespace, nothing
-/// else (no rule matches: denied, as RBAC does).
+/// The Role as the sandbox's rules: allowed in the namespace, beside what
+/// every authenticated user may do on a real cluster (system:basic-user:
+/// asking what one may do); nothing else (no rule matches: denied, as RBAC
+/// does).
 fn sandbox_rules(role: &Role) -> Vec<Rule> {
-    role.rules
+    let mut rules: Vec<Rule> = role
+        .rules
         .iter()
         .map(|r| Rule {
             allow: true,
@@ -62,7 +65,22 @@ fn sandbox_rules(role: &Role) -> Vec<Rule> {
             resources: r.resources.clone(),
             namespaces: vec![NS.to_string()],
         })
-        .collect()
+        .collect();
+    rules.push(Rule {
+        allow: true,
+        verbs: vec!["create".into()],
+        api_groups: vec![
+            "authorization.k8s.io".into(),
+            "authentication.k8s.io".into(),
+        ],
+        resources: vec![
+            "selfsubjectaccessreviews".into(),
+            "selfsubjectrulesreviews".into(),
+            "selfsubjectreviews".into(),
+        ],
+        namespaces: vec![],
+    });
+    rules
 }
 
 /// The Role with `verb` on `resource` taken away.
