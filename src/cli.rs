@@ -78,6 +78,11 @@ pub struct GlobalArgs {
     /// $HELM_DEBUG).
     #[arg(long, global = true)]
     pub debug: bool,
+
+    /// Move secrets (dumps, OpenBao data, tokens) even over a connection
+    /// whose kubeconfig sets `insecure-skip-tls-verify: true`.
+    #[arg(long, global = true)]
+    pub insecure: bool,
 }
 
 impl GlobalArgs {
@@ -95,6 +100,7 @@ impl GlobalArgs {
             output: self.output,
             no_color: self.no_color,
             debug: self.debug,
+            insecure: self.insecure,
         }
     }
 }

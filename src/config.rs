@@ -22,6 +22,8 @@
 //! backend:
 //!   service: kleidia-services-backend
 //!   port: 8080
+//! backup:
+//!   requireEncryption: true   # refuse unencrypted bundles (default false)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -57,6 +59,8 @@ pub struct ConfigFile {
     pub openbao: OpenbaoPins,
     #[serde(default)]
     pub backend: BackendPins,
+    #[serde(default)]
+    pub backup: BackupConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -100,6 +104,17 @@ pub struct OpenbaoPins {
 pub struct BackendPins {
     pub service: Option<String>,
     pub port: Option<u16>,
+}
+
+/// Backup policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Every bundle must be encrypted (`--encrypt-to` or
+    /// `--passphrase-env`): `backup create` and the backups `upgrade` and
+    /// `rollback` take refuse to write one in clear.
+    #[serde(default)]
+    pub require_encryption: bool,
 }
 
 impl ConfigFile {
@@ -151,6 +166,7 @@ helm: { driver: configmap }
 postgres: { selector: "app=pg", container: db, user: kleidiauser, database: kleidia }
 openbao: { pod: bao-0, container: openbao }
 backend: { service: api, port: 9000 }
+backup: { requireEncryption: true }
 "#;
         let c = ConfigFile::parse(text, Path::new("c.yaml")).unwrap();
         assert_eq!(c.namespace.as_deref(), Some("prod"));
@@ -159,6 +175,9 @@ backend: { service: api, port: 9000 }
         assert_eq!(c.openbao.pod.as_deref(), Some("bao-0"));
         assert_eq!(c.backend.port, Some(9000));
         assert_eq!(c.helm.driver.as_deref(), Some("configmap"));
+        assert!(c.backup.require_encryption);
+        let plain = ConfigFile::parse("namespace: x", Path::new("c.yaml")).unwrap();
+        assert!(!plain.backup.require_encryption);
     }
 
     #[test]

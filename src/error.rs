@@ -30,6 +30,9 @@ pub enum Error {
     },
     #[error("{what}: {reason}")]
     Usage { what: String, reason: String },
+    /// A step ran and failed (exit 1); the message says what and what next.
+    #[error("{0}")]
+    Failed(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -60,6 +60,9 @@ pub struct Flags {
     pub output: OutputFormat,
     pub no_color: bool,
     pub debug: bool,
+    /// `--insecure`: accept a kubeconfig that skips TLS verification even
+    /// for commands that move secrets.
+    pub insecure: bool,
 }
 
 /// The namespace used when neither a flag, the environment, the config file
@@ -100,6 +103,15 @@ pub enum TargetError {
         "helm kleidia cannot use helm's {flags}: it connects through a kubeconfig context only, and would otherwise reach another cluster or act as another user than you asked. Nothing was done. Put the server, credentials and CA in a kubeconfig context and pass --kube-context NAME (and --kubeconfig PATH)"
     )]
     UnsupportedHelmFlags { flags: String },
+    #[error(
+        "refusing to {what} over an unverified connection: the kubeconfig's cluster for context {context:?} ({server}) sets `insecure-skip-tls-verify: true`, so the API server's certificate is not checked and anyone on the network path could read {secrets}. Set the cluster's certificate-authority-data (or certificate-authority) in the kubeconfig, or pass --insecure to accept the risk"
+    )]
+    UnverifiedTls {
+        what: String,
+        secrets: String,
+        context: String,
+        server: String,
+    },
 }
 
 impl TargetError {
@@ -262,6 +274,11 @@ pub struct Settings {
     /// Errors, warnings and debug lines on stderr.
     pub messages: Messages,
     pub config_path: Option<PathBuf>,
+    /// `--insecure` was given (see [`Target::require_verified_tls`]).
+    pub insecure: bool,
+    /// `backup.requireEncryption` in the config file: every backup bundle
+    /// must be encrypted.
+    pub require_encryption: bool,
 }
 
 impl Settings {
@@ -390,6 +407,8 @@ impl Settings {
             debug,
             messages,
             config_path,
+            insecure: args.insecure,
+            require_encryption: config.backup.require_encryption,
         })
     }
 }
@@ -427,6 +446,9 @@ pub struct Target {
     pub server: String,
     /// The kubeconfig context in use (empty for in-cluster).
     pub context: String,
+    /// The kubeconfig sets `insecure-skip-tls-verify: true` for this
+    /// cluster: the API server's certificate is not checked.
+    pub skips_tls_verify: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -502,6 +524,7 @@ impl Target {
         }
         let server = config.cluster_url.to_string();
         let server = server.trim_end_matches('/').to_string();
+        let skips_tls_verify = config.accept_invalid_certs;
         let client =
             crate::cluster::client::build(config, settings.request_limit).map_err(|e| {
                 TargetError::Client {
@@ -525,7 +548,30 @@ impl Target {
             namespace_source,
             server,
             context,
+            skips_tls_verify,
         })
+    }
+
+    /// Refuses a command that moves secrets (`what`: "take a backup",
+    /// carrying `secrets`) over a connection whose certificate is not
+    /// checked, unless `--insecure` was given; then warns once.
+    pub fn require_verified_tls(&self, what: &str, secrets: &str) -> Result<(), TargetError> {
+        if !self.skips_tls_verify {
+            return Ok(());
+        }
+        if !self.settings.insecure {
+            return Err(TargetError::UnverifiedTls {
+                what: what.to_owned(),
+                secrets: secrets.to_owned(),
+                context: self.context.clone(),
+                server: self.server.clone(),
+            });
+        }
+        self.settings.messages.warning(&format!(
+            "--insecure: the kubeconfig's cluster for context {:?} ({}) skips TLS verification; {secrets} cross a connection whose server is not authenticated",
+            self.context, self.server
+        ));
+        Ok(())
     }
 
     /// Identifies the API endpoint for error messages.

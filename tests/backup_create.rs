@@ -313,6 +313,7 @@ async fn file_storage_is_archived_with_a_consistency_warning() {
         openbao_token_secret: None,
         include_unseal_key: false,
         timeout: std::time::Duration::from_secs(60),
+        require_encryption: false,
     };
     let mut out = Vec::new();
     let outcome = run_create(
@@ -385,6 +386,7 @@ async fn an_unencrypted_backup_warns_once_what_it_holds_in_clear() {
         openbao_token_secret: Some(("openbao-root".into(), "token".into())),
         include_unseal_key: false,
         timeout: std::time::Duration::from_secs(60),
+        require_encryption: false,
     };
     let outcome = run_create(
         &args,

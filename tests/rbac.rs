@@ -50,20 +50,26 @@ fn role(name: &str) -> Role {
         .unwrap_or_else(|| panic!("docs/rbac.yaml has no Role {name}"))
 }
 
-/// The Role as the sandbox's rules: allowed in the namespace, beside what
-/// every authenticated user may do on a real cluster (system:basic-user:
-/// asking what one may do); nothing else (no rule matches: denied, as RBAC
-/// does).
-fn sandbox_rules(role: &Role) -> Vec<Rule> {
-    let mut rules: Vec<Rule> = role
-        .rules
+/// The Roles as the sandbox's rules: a Role's in the namespace, a
+/// ClusterRole's anywhere, beside what every authenticated user may do on
+/// a real cluster (system:basic-user: asking what one may do); nothing
+/// else (no rule matches: denied, as RBAC does).
+fn sandbox_rules(roles: &[&Role]) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = roles
         .iter()
-        .map(|r| Rule {
-            allow: true,
-            verbs: r.verbs.clone(),
-            api_groups: r.api_groups.clone(),
-            resources: r.resources.clone(),
-            namespaces: vec![NS.to_string()],
+        .flat_map(|role| {
+            let namespaces = if role.kind == "ClusterRole" {
+                vec![]
+            } else {
+                vec![NS.to_string()]
+            };
+            role.rules.iter().map(move |r| Rule {
+                allow: true,
+                verbs: r.verbs.clone(),
+                api_groups: r.api_groups.clone(),
+                resources: r.resources.clone(),
+                namespaces: namespaces.clone(),
+            })
         })
         .collect();
     rules.push(Rule {
@@ -83,10 +89,10 @@ fn sandbox_rules(role: &Role) -> Vec<Rule> {
     rules
 }
 
-/// The Role with `verb` on `resource` taken away.
-fn without(role: &Role, verb: &str, resource: &str) -> Vec<Rule> {
+/// The Roles with `verb` on `resource` taken away.
+fn without(roles: &[&Role], verb: &str, resource: &str) -> Vec<Rule> {
     let mut rules = vec![Rule::deny(&[verb], &[resource])];
-    rules.extend(sandbox_rules(role));
+    rules.extend(sandbox_rules(roles));
     rules
 }
 
@@ -102,9 +108,26 @@ fn allows(role: &Role, group: &str, resource: &str, verb: &str) -> bool {
 fn roles_are_namespaced_and_the_auditor_changes_nothing() {
     let all = roles();
     let names: Vec<&str> = all.iter().map(|r| r.metadata.name.as_str()).collect();
-    assert_eq!(names, ["kleidia-operator", "kleidia-auditor"]);
-    for r in &all {
+    assert_eq!(
+        names,
+        [
+            "kleidia-operator",
+            "kleidia-auditor",
+            "kleidia-cluster-read"
+        ]
+    );
+    for r in &all[..2] {
         assert_eq!(r.kind, "Role", "{} must be namespaced", r.metadata.name);
+    }
+    // The cluster-wide part only reads.
+    let cluster_read = &all[2];
+    assert_eq!(cluster_read.kind, "ClusterRole");
+    for rule in &cluster_read.rules {
+        assert!(
+            rule.verbs.iter().all(|v| v == "get" || v == "list"),
+            "{:?}",
+            rule.verbs
+        );
     }
     let operator = role("kleidia-operator");
     let auditor = role("kleidia-auditor");
@@ -203,11 +226,15 @@ fn operator_and_auditor_roles_work_and_each_missing_permission_is_named() {
     // The operator's Role: every command works, and the API refused none of
     // the requests they (and helm) made.
     let operator = role("kleidia-operator");
-    authz.set_rules(sandbox_rules(&operator));
+    let cluster_read = role("kleidia-cluster-read");
+    let operator_roles = [&operator, &cluster_read];
+    authz.set_rules(sandbox_rules(&operator_roles));
     c.sandbox.reset_requests();
     assert_ok("versions", &run(cmd(), &["versions"]));
     assert_ok("preflight", &run(cmd(), &["preflight"]));
     assert_ok("backup", &run(cmd(), &["backup", "--dir", &dir("b1")]));
+    assert_ok("migrate --status", &run(cmd(), &["migrate", "--status"]));
+    assert_ok("migrate", &run(cmd(), &["migrate"]));
     assert_ok(
         "upgrade",
         &run(
@@ -228,6 +255,27 @@ fn operator_and_auditor_roles_work_and_each_missing_permission_is_named() {
             cmd(),
             &["rollback", "services", "--yes", "--backup-dir", &dir("b3")],
         ),
+    );
+    // Blue-green: a second services release installed beside the first,
+    // then uninstalled.
+    assert_ok(
+        "blue-green upgrade",
+        &run(
+            cmd(),
+            &[
+                "upgrade",
+                "--strategy",
+                "blue-green",
+                "--charts",
+                &charts("1.1.0"),
+                "--yes",
+                "--no-backup",
+            ],
+        ),
+    );
+    assert_ok(
+        "blue-green abort",
+        &run(cmd(), &["upgrade", "--abort", "--yes"]),
     );
     let refused = c.sandbox.requests();
     let refused = refused.filter(|r| r.codes.contains_key("403"));
@@ -258,7 +306,7 @@ fn operator_and_auditor_roles_work_and_each_missing_permission_is_named() {
         ("create", "leases", upgrade),
         ("get", "configmaps", &["upgrade", "--history"]),
     ] {
-        authz.set_rules(without(&operator, verb, resource));
+        authz.set_rules(without(&operator_roles, verb, resource));
         let o = run(cmd(), args);
         // upgrade and rollback end with 2 when they cannot take the lock,
         // whether it is held or refused.
@@ -278,14 +326,28 @@ fn operator_and_auditor_roles_work_and_each_missing_permission_is_named() {
         );
     }
     // OpenBao's pod proxy is optional: `bao status` over exec stands in.
-    authz.set_rules(without(&operator, "get", "pods/proxy"));
+    authz.set_rules(without(&operator_roles, "get", "pods/proxy"));
     assert_ok("versions without the pod proxy", &run(cmd(), versions));
 
     // The auditor's Role: versions and preflight work; backing up,
     // upgrading and rolling back are refused, naming what is missing.
-    authz.set_rules(sandbox_rules(&role("kleidia-auditor")));
+    let auditor = role("kleidia-auditor");
+    authz.set_rules(sandbox_rules(&[&auditor, &cluster_read]));
     assert_ok("versions as auditor", &run(cmd(), versions));
-    assert_ok("preflight as auditor", &run(cmd(), &["preflight"]));
+    // preflight runs every check; only `permissions` fails: this user
+    // could not upgrade, which is what the Role is for.
+    let o = run(cmd(), &["preflight", "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&o.stdout)
+        .unwrap_or_else(|e| panic!("preflight as auditor printed no JSON ({e}):\n{}", o.stderr));
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["permissions"], "{report:#}");
+    assert_eq!(o.code, Some(1));
     for (args, named) in [
         (platform_backup, "may not create pods/portforward"),
         (upgrade, "may not get leases"),

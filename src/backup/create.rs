@@ -136,6 +136,30 @@ impl Default for TokenSource {
     }
 }
 
+impl TokenSource {
+    /// `NAME:KEY` of `--openbao-token-secret`, as a clap value parser.
+    pub fn secret_arg(s: &str) -> Result<(String, String), String> {
+        match s.split_once(':') {
+            Some((n, k)) if !n.is_empty() && !k.is_empty() => Ok((n.to_owned(), k.to_owned())),
+            _ => Err(format!(
+                "'{s}' is not NAME:KEY (for example openbao-root:token)"
+            )),
+        }
+    }
+
+    /// The source the token flags name (`--openbao-token-secret` wins).
+    pub fn from_flags(secret: Option<&(String, String)>, env: Option<&String>) -> Self {
+        match (secret, env) {
+            (Some((name, key)), _) => TokenSource::Secret {
+                name: name.clone(),
+                key: key.clone(),
+            },
+            (None, Some(var)) => TokenSource::Env(vec![var.clone()]),
+            (None, None) => TokenSource::default(),
+        }
+    }
+}
+
 /// Everything a backup needs besides its sources.
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -145,6 +169,9 @@ pub struct CreateOptions {
     pub encryption: Option<Encryption>,
     pub token: TokenSource,
     pub include_unseal_key: bool,
+    /// The config file requires encryption (`backup.requireEncryption`):
+    /// a bundle without it is refused before anything is read.
+    pub require_encryption: bool,
     /// Show progress bars (only sensible on a terminal).
     pub progress: bool,
     pub now: DateTime<Utc>,
@@ -160,6 +187,7 @@ impl CreateOptions {
             encryption: None,
             token: TokenSource::default(),
             include_unseal_key: false,
+            require_encryption: false,
             progress: std::io::stderr().is_terminal(),
             now: Utc::now(),
         }
@@ -173,6 +201,10 @@ pub enum CreateError {
         "--include-unseal-key needs an encrypted bundle: add --encrypt-to age1... or --passphrase-env VAR (the unseal key must never be stored in clear)"
     )]
     UnsealKeyNeedsEncryption,
+    #[error(
+        "refusing to write an unencrypted bundle: the config file requires encryption (backup.requireEncryption: true). Add --encrypt-to age1... (an age recipient) or --passphrase-env VAR"
+    )]
+    EncryptionRequired,
     #[error("no component to back up: --components takes data, platform and/or values")]
     NoComponents,
     #[error(
@@ -262,6 +294,36 @@ pub struct CreatedBundle {
     pub warnings: Vec<String>,
 }
 
+/// Refuses, before any work, a backup that `required` encryption but is
+/// given neither recipients nor a passphrase variable (for the commands
+/// that take a backup as one of their steps).
+pub fn encryption_given(
+    required: bool,
+    encrypt_to: &[String],
+    passphrase_env: Option<&str>,
+) -> Result<(), CreateError> {
+    if required && encrypt_to.is_empty() && passphrase_env.is_none() {
+        return Err(CreateError::EncryptionRequired);
+    }
+    Ok(())
+}
+
+/// Refuses options no backup can be taken with (before the cluster is
+/// asked anything): encryption the config requires or the unseal key
+/// needs, at least one component.
+pub fn check_options(opts: &CreateOptions) -> Result<(), CreateError> {
+    if opts.require_encryption && opts.encryption.is_none() {
+        return Err(CreateError::EncryptionRequired);
+    }
+    if opts.include_unseal_key && opts.encryption.is_none() {
+        return Err(CreateError::UnsealKeyNeedsEncryption);
+    }
+    if opts.components.is_empty() {
+        return Err(CreateError::NoComponents);
+    }
+    Ok(())
+}
+
 /// Runs a backup until done or until `interrupt` resolves (a signal: pass
 /// [`super::signals::interrupted`]`()`), whichever comes first. On
 /// interruption or failure the temporary folder is removed (or, when that
@@ -275,12 +337,7 @@ where
     F: Future,
     F::Output: Into<Interruption>,
 {
-    if opts.include_unseal_key && opts.encryption.is_none() {
-        return Err(CreateError::UnsealKeyNeedsEncryption);
-    }
-    if opts.components.is_empty() {
-        return Err(CreateError::NoComponents);
-    }
+    check_options(opts)?;
     let during = std::sync::Mutex::new("starting".to_owned());
     let partial = std::sync::Mutex::new(None);
     let mut work = Box::pin(run(opts, sources, &during, &partial));
@@ -577,5 +634,39 @@ async fn resolve_token(
                     source,
                 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_flags_name_a_secret_or_a_variable() {
+        assert_eq!(
+            TokenSource::secret_arg("bao-root:token"),
+            Ok(("bao-root".to_owned(), "token".to_owned()))
+        );
+        for bad in ["bao-root", ":token", "bao-root:"] {
+            assert!(
+                TokenSource::secret_arg(bad)
+                    .unwrap_err()
+                    .contains("NAME:KEY")
+            );
+        }
+        let secret = ("s".to_owned(), "k".to_owned());
+        let var = "MY_TOKEN".to_owned();
+        assert!(matches!(
+            TokenSource::from_flags(Some(&secret), Some(&var)),
+            TokenSource::Secret { name, key } if name == "s" && key == "k"
+        ));
+        assert!(matches!(
+            TokenSource::from_flags(None, Some(&var)),
+            TokenSource::Env(v) if v == ["MY_TOKEN"]
+        ));
+        assert!(matches!(
+            TokenSource::from_flags(None, None),
+            TokenSource::Env(v) if v == ["BAO_TOKEN", "VAULT_TOKEN"]
+        ));
     }
 }

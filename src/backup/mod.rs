@@ -20,12 +20,18 @@
 //!
 //! - [`sources`] is the cluster side of [`create::BackupSources`]: exec and
 //!   port-forward over one survey of the deployment (used by `backup` and
-//!   by `upgrade`'s backup step).
+//!   by `upgrade`'s backup step); [`pod_trust`] decides whether a pod may
+//!   receive the OpenBao token.
 //!
 //! The `backup` command (flags, runners, tables) is `commands::backup`.
 
 /// Default folder of bundles.
 pub const DEFAULT_DIR: &str = "./backups";
+
+/// What a backup carries over the API server's connection, for the
+/// refusal of one whose certificate is not checked.
+pub const SECRETS_MOVED: &str =
+    "the database dump, OpenBao's data, the OpenBao token and the Helm values";
 
 pub mod bundle;
 pub mod create;
@@ -35,6 +41,7 @@ pub mod list;
 pub mod local_postgres;
 pub mod manifest;
 pub mod openbao;
+pub mod pod_trust;
 pub mod prune;
 pub mod restore;
 pub mod signals;

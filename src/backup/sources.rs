@@ -10,21 +10,23 @@ use age::secrecy::SecretString;
 use base64::Engine;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 
 use crate::backup::create::{
     BackupSources, ClusterFacts, ReleaseSnapshot, SourceError, SourceStream,
 };
 use crate::backup::manifest::{OpenBaoStorage, ReleaseRecord};
-use crate::backup::openbao::{OpenBaoError, raft_snapshot};
+use crate::backup::openbao::{OpenBaoError, raft_snapshot, raft_snapshot_tls};
+use crate::backup::pod_trust::{self, Controller, Expected, PodFacts};
 use crate::cluster::exec;
 use crate::cluster::portforward::PortForwardStream;
 use crate::cluster::stall::{DEFAULT_STALL_LIMIT, StallGuard};
 use crate::cluster::{ApiEndpoint, ClusterError};
 use crate::helm::release::Release;
 use crate::survey::{Failure, ServerAnswers, Survey};
-use crate::target::Target;
+use crate::target::{ReleaseNames, Target};
 use crate::topology::{OpenbaoTarget, PostgresTarget};
 
 /// The Secret holding OpenBao's static unseal key.
@@ -69,10 +71,11 @@ impl<'t> ClusterSources<'t> {
     }
 
     fn release(&self, name: &str) -> Result<Release, SourceError> {
-        let ns = self.ns().to_owned();
         self.releases_map().remove(name).ok_or_else(|| {
-            SourceError::new(format!(
-                "release {name} not found in namespace {ns}; name the right one with --platform-release/--data-release"
+            SourceError::new(missing_release(
+                name,
+                self.ns(),
+                &self.target.settings.releases,
             ))
         })
     }
@@ -98,6 +101,21 @@ impl<'t> ClusterSources<'t> {
         let release = self.release(&name)?;
         Ok(storage_in_config(&release.manifest))
     }
+}
+
+/// A release that is not there, naming the one flag (and config key)
+/// that names it.
+fn missing_release(name: &str, ns: &str, releases: &ReleaseNames) -> String {
+    let (flag, key) = if name == releases.platform {
+        ("--platform-release", "platform")
+    } else if name == releases.data {
+        ("--data-release", "data")
+    } else {
+        ("--services-release", "services")
+    };
+    format!(
+        "release {name} not found in namespace {ns}; name the right one with {flag} (or releases.{key} in the config file), or the namespace with -n"
+    )
 }
 
 /// A server's version as the survey's probes got it.
@@ -246,15 +264,17 @@ impl BackupSources for ClusterSources<'_> {
             let a = self.answers;
             let mut versions = BTreeMap::new();
             let mut warnings = Vec::new();
-            for (key, release, answer) in [
+            for (key, release, asked, answer) in [
                 (
                     "postgres",
                     &r.data,
+                    a.postgres.is_some(),
                     answered(&a.postgres, |v| Some(v.version.clone())),
                 ),
                 (
                     "openbao",
                     &r.platform,
+                    a.openbao.is_some(),
                     answered(&a.openbao, |s| {
                         Some(s.version.clone()).filter(|v| !v.is_empty())
                     }),
@@ -262,9 +282,18 @@ impl BackupSources for ClusterSources<'_> {
                 (
                     "backend",
                     &r.services,
+                    a.backend.is_some(),
                     answered(&a.backend, |h| h.version.clone()),
                 ),
             ] {
+                // A server left alone on purpose (its component is not in
+                // this backup) is recorded from its chart, without a word.
+                if !asked {
+                    if let Some(c) = chart_app(release) {
+                        versions.insert(key.to_owned(), format!("{c}{CHART_VERSION_LABEL}"));
+                    }
+                    continue;
+                }
                 let (version, warning) = server_or_chart_version(key, answer, chart_app(release));
                 if let Some(v) = version {
                     versions.insert(key.to_owned(), v);
@@ -333,6 +362,8 @@ impl BackupSources for ClusterSources<'_> {
     ) -> BoxFuture<'a, Result<SourceStream, SourceError>> {
         async move {
             let bao = self.openbao()?;
+            // The token goes to this pod only once it has shown whose it is.
+            self.check_openbao_pod(&bao).await?;
             let conn = PortForwardStream::open(
                 &self.target.client,
                 &self.api,
@@ -342,9 +373,12 @@ impl BackupSources for ClusterSources<'_> {
             )
             .await
             .map_err(cluster_error)?;
-            let body = raft_snapshot(conn, "localhost", token)
-                .await
-                .map_err(bao_error)?;
+            let body = if bao.tls {
+                raft_snapshot_tls(conn, "localhost", token).await
+            } else {
+                raft_snapshot(conn, "localhost", token).await
+            }
+            .map_err(bao_error)?;
             let what = format!("the raft snapshot from pod {}/{}", self.ns(), bao.pod);
             Ok(SourceStream::from_reader(StallGuard::new(
                 body,
@@ -457,6 +491,155 @@ impl BackupSources for ClusterSources<'_> {
 }
 
 impl ClusterSources<'_> {
+    /// Refuses OpenBao's pod unless it is controlled by the release's
+    /// OpenBao workload, runs the discovered container and the image the
+    /// release declares (see [`pod_trust`]).
+    async fn check_openbao_pod(&self, bao: &OpenbaoTarget) -> Result<(), SourceError> {
+        let ns = self.ns().to_owned();
+        let release = self.target.settings.releases.platform.clone();
+        let refuse = |why: String| {
+            SourceError::new(format!(
+                "not sending the OpenBao token to pod {ns}/{}: {why}. Check it with `kubectl get pod -n {ns} {} -o yaml`; if it is not OpenBao's, delete it and run the backup again",
+                bao.pod, bao.pod
+            ))
+        };
+        let pod: Pod = self.get_object(&bao.pod, "pods").await?;
+        let mut owner = pod_trust::controller_of(pod.metadata.owner_references.as_ref())
+            .ok_or_else(|| {
+                refuse(format!(
+                    "it has no controlling owner reference, so no workload of release {release} created it"
+                ))
+            })?;
+        if owner.kind == "ReplicaSet" {
+            let rs: Option<ReplicaSet> = self.find_object(&owner.name, "replicasets").await?;
+            let rs = rs.ok_or_else(|| {
+                refuse(format!(
+                    "its owner reference names ReplicaSet {}, which does not exist in the namespace",
+                    owner.name
+                ))
+            })?;
+            if rs.metadata.uid.as_deref() != Some(owner.uid.as_str()) {
+                return Err(refuse(format!(
+                    "its owner reference names ReplicaSet {} with another uid than that object's",
+                    owner.name
+                )));
+            }
+            owner = pod_trust::controller_of(rs.metadata.owner_references.as_ref()).ok_or_else(
+                || {
+                    refuse(format!(
+                        "its ReplicaSet {} has no controlling owner, so no workload of release {release} created it",
+                        owner.name
+                    ))
+                },
+            )?;
+        }
+        let live_uid = self.live_uid(&owner).await?;
+        let spec = pod.spec.as_ref();
+        let facts = PodFacts {
+            name: bao.pod.clone(),
+            images: spec
+                .map(|s| {
+                    s.containers
+                        .iter()
+                        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            running: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .map(|cs| {
+                    cs.iter()
+                        .filter(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
+                        .map(|c| c.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let workloads: Vec<_> = self
+            .survey
+            .platform
+            .workloads
+            .iter()
+            .map(|w| w.workload.clone())
+            .collect();
+        let pins = &self.target.settings.pins.openbao;
+        let pinned = pins.pod.is_some() || pins.selector.is_some() || bao.workload == "pinned";
+        pod_trust::judge(
+            &facts,
+            &owner,
+            live_uid.as_deref(),
+            Expected {
+                release: &release,
+                workloads: &workloads,
+                workload: (!pinned).then_some(bao.workload.as_str()),
+                container: &bao.container,
+            },
+        )
+        .map_err(refuse)
+    }
+
+    /// The uid of the workload `owner` names, `None` when there is none.
+    async fn live_uid(&self, owner: &Controller) -> Result<Option<String>, SourceError> {
+        let uid = match owner.kind.as_str() {
+            "StatefulSet" => self
+                .find_object::<StatefulSet>(&owner.name, "statefulsets")
+                .await?
+                .and_then(|o| o.metadata.uid),
+            "Deployment" => self
+                .find_object::<Deployment>(&owner.name, "deployments")
+                .await?
+                .and_then(|o| o.metadata.uid),
+            "DaemonSet" => self
+                .find_object::<DaemonSet>(&owner.name, "daemonsets")
+                .await?
+                .and_then(|o| o.metadata.uid),
+            _ => None,
+        };
+        Ok(uid)
+    }
+
+    /// Object `name` of type `K` in the namespace (`plural` for messages).
+    async fn get_object<K>(&self, name: &str, plural: &str) -> Result<K, SourceError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.target.client.clone(), self.ns());
+        api.get(name).await.map_err(|e| {
+            cluster_error(ClusterError::from_kube(
+                e,
+                &self.api,
+                &format!("get {plural} in namespace {}", self.ns()),
+                &format!("{plural} {}/{name}", self.ns()),
+            ))
+        })
+    }
+
+    /// Like [`Self::get_object`], `None` when it does not exist.
+    async fn find_object<K>(&self, name: &str, plural: &str) -> Result<Option<K>, SourceError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.target.client.clone(), self.ns());
+        api.get_opt(name).await.map_err(|e| {
+            cluster_error(ClusterError::from_kube(
+                e,
+                &self.api,
+                &format!("get {plural} in namespace {}", self.ns()),
+                &format!("{plural} {}/{name}", self.ns()),
+            ))
+        })
+    }
+
     async fn get_secret(&self, name: &str) -> Result<Secret, SourceError> {
         let api: Api<Secret> = Api::namespaced(self.target.client.clone(), self.ns());
         api.get(name).await.map_err(|e| {
@@ -488,6 +671,32 @@ mod tests {
         );
         assert_eq!(storage_in_config("storage \"consul\" {}"), None);
         assert_eq!(storage_in_config("nothing"), None);
+    }
+
+    #[test]
+    fn a_missing_release_names_its_own_flag() {
+        let names = ReleaseNames::default();
+        for (name, flag, others) in [
+            (
+                "kleidia-platform",
+                "--platform-release",
+                ["--data-release", "--services-release"],
+            ),
+            (
+                "kleidia-data",
+                "--data-release",
+                ["--platform-release", "--services-release"],
+            ),
+            (
+                "kleidia-services",
+                "--services-release",
+                ["--platform-release", "--data-release"],
+            ),
+        ] {
+            let m = missing_release(name, "kleidia", &names);
+            assert!(m.contains(flag) && m.contains(name), "{m}");
+            assert!(others.iter().all(|o| !m.contains(o)), "{m}");
+        }
     }
 
     #[test]

@@ -7,8 +7,16 @@
 //! module runs them all and sums them up. The JSON shape is documented in
 //! docs/preflight.md.
 
+mod backup;
+mod charts;
+mod green;
+mod headroom;
+mod openbao;
+mod permissions;
+mod postgres;
 mod releases;
 mod servers;
+mod workloads;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +64,10 @@ pub struct Check {
     pub detail: String,
     /// What to run next (none when the check passed).
     pub hint: Option<String>,
+    /// Longer text worth reading before going on (a chart's release notes
+    /// on a major version bump); left out of JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Check {
@@ -65,6 +77,7 @@ impl Check {
             status: Status::Pass,
             detail: detail.into(),
             hint: None,
+            notes: Vec::new(),
         }
     }
 
@@ -78,6 +91,7 @@ impl Check {
             status: Status::Warn,
             detail: detail.into(),
             hint: Some(hint.into()),
+            notes: Vec::new(),
         }
     }
 
@@ -91,7 +105,16 @@ impl Check {
             status: Status::Fail,
             detail: detail.into(),
             hint: Some(hint.into()),
+            notes: Vec::new(),
         }
+    }
+}
+
+impl Check {
+    /// The same check with `notes` to print under it.
+    pub fn with_notes(mut self, notes: Vec<String>) -> Self {
+        self.notes = notes;
+        self
     }
 }
 
@@ -190,13 +213,88 @@ pub async fn run(target: &Target, options: &Options) -> Result<Report, SurveyFai
     Ok(Report::new(run_checks(&cx).await))
 }
 
-/// The checks, concurrently, in a stable order.
+/// The checks, concurrently, in a stable order. The charts to upgrade to
+/// are rendered once (with `--charts`) while the rest runs; the checks of
+/// what the upgrade would apply, and the headroom it needs, use that.
 pub async fn run_checks(cx: &Context<'_>) -> Vec<Check> {
-    let (servers, releases) = tokio::join!(servers::checks(cx), releases::checks(cx),);
+    // The checks' own questions (reviews, peers, renders, discovery) get
+    // the same time limit as the survey, from here.
+    let limit = cx.options.timeout;
+    let deadline = tokio::time::Instant::now() + limit;
+    let (
+        servers,
+        releases,
+        green,
+        workloads,
+        openbao,
+        postgres,
+        permissions,
+        backup,
+        (plan, nodes),
+    ) = tokio::join!(
+        servers::checks(cx),
+        releases::checks(cx),
+        within(deadline, limit, "release.green", green::checks(cx)),
+        async { workloads::checks(cx, chrono::Utc::now()) },
+        within(deadline, limit, "openbao", openbao::checks(cx)),
+        postgres::checks(cx),
+        within(deadline, limit, "permissions", permissions::checks(cx)),
+        within(deadline, limit, "backup", backup::checks(cx)),
+        async {
+            let late = || format!("no answer within {}", crate::duration::show(limit));
+            tokio::join!(
+                async {
+                    tokio::time::timeout_at(deadline, charts::plan(cx))
+                        .await
+                        .unwrap_or_else(|_| Some(Err(late())))
+                },
+                async {
+                    tokio::time::timeout_at(deadline, headroom::nodes(cx))
+                        .await
+                        .unwrap_or_else(|_| Err(late()))
+                },
+            )
+        },
+    );
+    let (headroom, charts) = tokio::join!(
+        async { headroom::checks(cx, &nodes, plan.as_ref().and_then(|p| p.as_ref().ok())) },
+        within(deadline, limit, "charts", charts::checks(cx, plan.as_ref())),
+    );
     let mut all = Vec::new();
-    all.extend(servers);
-    all.extend(releases);
+    for part in [
+        servers,
+        releases,
+        green,
+        workloads,
+        openbao,
+        postgres,
+        headroom,
+        permissions,
+        backup,
+        charts,
+    ] {
+        all.extend(part);
+    }
     all
+}
+
+/// The checks of `f`, or one failed check `name` when they do not finish
+/// by `deadline`.
+async fn within(
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    name: &str,
+    f: impl std::future::Future<Output = Vec<Check>>,
+) -> Vec<Check> {
+    tokio::time::timeout_at(deadline, f)
+        .await
+        .unwrap_or_else(|_| {
+            vec![Check::fail(
+                name,
+                format!("no answer within {}", crate::duration::show(limit)),
+                "check that the cluster answers (`kubectl get pods`), or raise --timeout",
+            )]
+        })
 }
 
 /// One aligned line per check, the hint under anything not passing, then a
@@ -226,6 +324,11 @@ pub fn render(report: &Report, p: Painter, out: &mut dyn std::io::Write) -> std:
                 c.name,
                 c.hint.as_deref().unwrap_or_default()
             )?;
+            for note in &c.notes {
+                for line in note.lines() {
+                    writeln!(out, "    {line}")?;
+                }
+            }
         }
     }
     let summary = format!(
@@ -285,5 +388,31 @@ mod tests {
             text.contains("NOT ready to upgrade (1 failed, 0 warnings, 1 passed)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn notes_print_under_their_hint_and_stay_out_of_json_when_empty() {
+        let r = Report::new(vec![
+            Check::warn(
+                "charts.versions",
+                "a 1.0.0 -> 2.0.0 (major)",
+                "read the notes",
+            )
+            .with_notes(vec!["## 2.0.0\n- Breaking: PostgreSQL 16".into()]),
+            Check::pass("helm", "v4.1.4"),
+        ]);
+        let mut out = Vec::new();
+        render(&r, Painter { color: false }, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("WARN charts.versions: read the notes\n    ## 2.0.0\n    - Breaking: PostgreSQL 16\n"),
+            "{text}"
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["checks"][0]["notes"][0],
+            "## 2.0.0\n- Breaking: PostgreSQL 16"
+        );
+        assert!(v["checks"][1].get("notes").is_none());
     }
 }

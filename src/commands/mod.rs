@@ -7,6 +7,7 @@
 //! arm in [`run`].
 
 pub mod backup;
+pub mod migrate;
 pub mod preflight;
 pub mod rollback;
 pub mod upgrade;
@@ -32,6 +33,8 @@ pub enum Command {
     /// Show chart, application and server versions and the compatibility
     /// matrix.
     Versions(versions::Args),
+    /// Show the database migrations (--status) or run them in a backend pod.
+    Migrate(migrate::Args),
 }
 
 impl Command {
@@ -42,6 +45,7 @@ impl Command {
             Command::Upgrade(_) => "upgrade",
             Command::Rollback(_) => "rollback",
             Command::Versions(_) => "versions",
+            Command::Migrate(_) => "migrate",
         }
     }
 }
@@ -63,5 +67,6 @@ pub async fn run(command: &Command, session: &Session) -> Result<u8, Error> {
         Command::Preflight(args) => preflight::run(session, args).await,
         Command::Upgrade(args) => upgrade::run(session, args).await,
         Command::Rollback(args) => rollback::run(session, args).await,
+        Command::Migrate(args) => migrate::run(session, args).await,
     }
 }

@@ -51,7 +51,7 @@ pub async fn status(
 ) -> Result<OpenbaoStatus, ProbeError> {
     // One HTTP request through the pod proxy is the cheapest answer; exec of
     // the CLI (which starts a process in the pod) is the fallback, e.g. when
-    // the listener speaks TLS or pods/proxy is not granted.
+    // pods/proxy is not granted.
     let mut failures: Vec<String> = Vec::new();
     match proxy_status(client, api, namespace, target).await {
         Ok(s) => return Ok(s),
@@ -109,16 +109,24 @@ async fn exec_status(
     Ok(parsed.answered_via(format!("{bin} status")))
 }
 
+/// The API server's pod proxy path to `api_path` on OpenBao's listener:
+/// `https:<pod>:<port>` when the listener speaks TLS, so the API server
+/// speaks TLS to it (a plain request would be refused by the listener).
+fn proxy_path(namespace: &str, target: &OpenbaoTarget, api_path: &str) -> String {
+    let scheme = if target.tls { "https:" } else { "" };
+    format!(
+        "/api/v1/namespaces/{namespace}/pods/{scheme}{}:{}/proxy{api_path}",
+        target.pod, target.port
+    )
+}
+
 async fn proxy_status(
     client: &kube::Client,
     api: &ApiEndpoint,
     namespace: &str,
     target: &OpenbaoTarget,
 ) -> Result<OpenbaoStatus, ProbeError> {
-    let path = format!(
-        "/api/v1/namespaces/{namespace}/pods/{}:{}/proxy/v1/sys/seal-status",
-        target.pod, target.port
-    );
+    let path = proxy_path(namespace, target, "/v1/sys/seal-status");
     let req = http::Request::get(&path)
         .body(Vec::new())
         .map_err(|e| ProbeError::Answer(e.to_string()))?;
@@ -156,10 +164,7 @@ pub async fn leader(
     namespace: &str,
     target: &OpenbaoTarget,
 ) -> Result<LeaderStatus, ProbeError> {
-    let path = format!(
-        "/api/v1/namespaces/{namespace}/pods/{}:{}/proxy/v1/sys/leader",
-        target.pod, target.port
-    );
+    let path = proxy_path(namespace, target, "/v1/sys/leader");
     let req = http::Request::get(&path)
         .body(Vec::new())
         .map_err(|e| ProbeError::Answer(e.to_string()))?;
@@ -173,4 +178,29 @@ pub async fn leader(
     })?;
     serde_json::from_str(&text)
         .map_err(|e| ProbeError::Answer(format!("GET {path} did not return leader JSON ({e})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_listener_is_reached_through_the_https_proxy() {
+        let mut t = OpenbaoTarget {
+            workload: "StatefulSet bao".into(),
+            pod: "bao-0".into(),
+            container: "openbao".into(),
+            port: 8200,
+            tls: false,
+        };
+        assert_eq!(
+            proxy_path("ns", &t, "/v1/sys/seal-status"),
+            "/api/v1/namespaces/ns/pods/bao-0:8200/proxy/v1/sys/seal-status"
+        );
+        t.tls = true;
+        assert_eq!(
+            proxy_path("ns", &t, "/v1/sys/leader"),
+            "/api/v1/namespaces/ns/pods/https:bao-0:8200/proxy/v1/sys/leader"
+        );
+    }
 }

@@ -180,6 +180,13 @@ async fn with_details(target: &Target, mut f: GateFailure) -> GateFailure {
                 .await
                 .unwrap_or_default();
         }
+        // A pod merely "not ready" whose log says a migration failed: that
+        // is the reason worth naming.
+        if f.reason.as_deref().is_none_or(|r| r == "not ready")
+            && let Some(error) = migration_lines(&f.log_tail.join("\n")).error
+        {
+            f.reason = Some(format!("not ready; its log says: {error}"));
+        }
     }
     f
 }
@@ -518,6 +525,7 @@ fn bao_target(survey: &Survey, pod: &str) -> OpenbaoTarget {
             pod: pod.to_string(),
             container: "openbao".into(),
             port: 8200,
+            tls: false,
         },
     }
 }

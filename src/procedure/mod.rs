@@ -4,6 +4,7 @@
 //! out and deciding what happens after a failure ([`run`]), and the
 //! record of runs ([`history`]). The lock is `cluster::lease`.
 
+pub mod bluegreen;
 pub mod gate;
 pub mod history;
 pub mod plan;

@@ -92,6 +92,10 @@ pub struct ComponentPlan {
     /// StatefulSets with `updateStrategy: OnDelete` that change: helm
     /// restarts nothing there, kleidia rolls their pods.
     pub rolled_by_kleidia: Vec<String>,
+    /// The target chart's rendered objects (for preflight's checks of
+    /// what the upgrade would apply).
+    #[serde(skip)]
+    pub objects: Vec<ManifestObject>,
 }
 
 impl ComponentPlan {
@@ -310,6 +314,7 @@ pub async fn build(
             images: diff.images,
             restarts: diff.restarts,
             rolled_by_kleidia: diff.on_delete,
+            objects: new_objects,
         });
     }
     Ok((

@@ -146,7 +146,7 @@ impl Runner<'_> {
                 .find(|(c, _)| *c == comp.component)
                 .map(|(_, f)| f.clone())
                 .unwrap_or_default();
-            match self.upgrade_one(comp, &files, set).await {
+            match self.step(comp, &files, set, false).await {
                 Ok(()) => done.push(comp),
                 Err(f) => {
                     out.interrupted = self.stopped();
@@ -166,11 +166,25 @@ impl Runner<'_> {
         out
     }
 
-    async fn upgrade_one(
+    /// Installs `comp.release` (which does not exist yet: the green release
+    /// of a blue-green upgrade) from `comp.chart_dir`, then gates it like an
+    /// upgrade. The runner's target must name it as the component's
+    /// release.
+    pub async fn install(
         &mut self,
         comp: &ComponentPlan,
         values: &[PathBuf],
         set: &[String],
+    ) -> Result<(), StepFailure> {
+        self.step(comp, values, set, true).await
+    }
+
+    async fn step(
+        &mut self,
+        comp: &ComponentPlan,
+        values: &[PathBuf],
+        set: &[String],
+        install: bool,
     ) -> Result<(), StepFailure> {
         let spec = UpgradeSpec {
             release: &comp.release,
@@ -178,19 +192,30 @@ impl Runner<'_> {
             values,
             set,
             timeout: self.timeout,
-            install: false,
+            install,
             dry_run: false,
         };
         let args = HelmCli::upgrade_args(self.major, &self.helm_target, &spec);
-        self.messages.note(&format!(
-            "upgrading {} ({}): {} -> {}",
-            comp.component, comp.release, comp.current, comp.target
-        ));
+        if install {
+            self.messages.note(&format!(
+                "installing {} ({}): {}",
+                comp.release, comp.component, comp.target
+            ));
+        } else {
+            self.messages.note(&format!(
+                "upgrading {} ({}): {} -> {}",
+                comp.component, comp.release, comp.current, comp.target
+            ));
+        }
         let started = Instant::now();
         let run = self.helm_run(&args).await;
         let ok = run.as_ref().is_ok_and(|r| r.success);
         self.phase(
-            format!("helm upgrade {}", comp.component),
+            format!(
+                "helm {} {}",
+                if install { "install" } else { "upgrade" },
+                comp.component
+            ),
             started,
             ok,
             true,
@@ -391,6 +416,59 @@ impl Runner<'_> {
                 }
             })
             .map_err(|g| StepFailure::from_gate(component, release, "gate after rollback", g))
+    }
+
+    /// `helm uninstall RELEASE --wait` (blue after a promotion, green after
+    /// an abort).
+    pub async fn uninstall(
+        &mut self,
+        component: Component,
+        release: &str,
+    ) -> Result<(), StepFailure> {
+        self.messages.note(&format!("uninstalling {release}"));
+        let args = HelmCli::uninstall_args(&self.helm_target, release, self.timeout);
+        let started = Instant::now();
+        let run = self.helm_run(&args).await;
+        let ok = run.as_ref().is_ok_and(|r| r.success);
+        self.phase(format!("helm uninstall {release}"), started, ok, true);
+        match run {
+            Ok(r) if r.success => Ok(()),
+            Ok(r) => Err(StepFailure {
+                component,
+                release: release.to_string(),
+                step: "helm uninstall".into(),
+                message: format!("helm uninstall {release} failed ({})", r.status),
+                pod: None,
+                reason: None,
+                events: vec![],
+                log_tail: vec![],
+                helm_tail: r.tail.iter().rev().take(8).rev().cloned().collect(),
+            }),
+            Err(e) => Err(self.helm_error(component, release, "helm uninstall", e)),
+        }
+    }
+
+    /// The health gate alone, for a release already installed (the final
+    /// check of green before it is promoted).
+    pub async fn check(
+        &mut self,
+        component: Component,
+        release: &str,
+        app_version: Option<String>,
+    ) -> Result<Vec<String>, StepFailure> {
+        let spec = GateSpec {
+            component,
+            revision: self.latest_revision(release).await,
+            app_version,
+            roll_on_delete: false,
+            deadline: tokio::time::Instant::now() + self.timeout,
+        };
+        let started = Instant::now();
+        let messages = self.messages;
+        let mut progress = move |l: &str| messages.note(l);
+        let result = gate::wait(self.target, &spec, &mut progress, &self.interrupted).await;
+        self.phase(format!("gate {release}"), started, result.is_ok(), true);
+        result.map_err(|g| StepFailure::from_gate(component, release, "gate", g))
     }
 
     async fn helm_run(

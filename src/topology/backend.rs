@@ -15,7 +15,9 @@ pub struct BackendTarget {
     pub port: u16,
 }
 
-fn is_backend(w: &Workload) -> bool {
+/// Whether a workload is the Kleidia backend (by name, container, image or
+/// component label).
+pub fn is_backend(w: &Workload) -> bool {
     let n = w.name.to_ascii_lowercase();
     n.contains("backend")
         || n.ends_with("-api")

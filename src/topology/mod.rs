@@ -26,7 +26,7 @@ mod workloads;
 #[cfg(test)]
 mod tests;
 
-pub use backend::{BackendTarget, discover_backend};
+pub use backend::{BackendTarget, discover_backend, is_backend};
 pub use manifest::{ManifestObject, parse_manifest};
 pub use openbao::{OpenbaoTarget, discover_openbao};
 pub use pods::{

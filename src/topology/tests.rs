@@ -332,6 +332,7 @@ fn demo_platform_chart() {
             pod: "kleidia-platform-openbao-0".into(),
             container: "openbao".into(),
             port: 8200,
+            tls: false,
         }
     );
 }
@@ -498,4 +499,58 @@ fn selectors() {
 fn invalid_manifest_yaml_is_named() {
     let err = parse_manifest("kleidia-data", "kind: [").unwrap_err();
     assert!(err.to_string().contains("kleidia-data"), "{err}");
+}
+
+#[test]
+fn openbao_listener_tls_follows_its_config_then_port_name_and_address() {
+    use super::openbao::listener_tls;
+    let config = |hcl: &str| {
+        let m = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: bao-config}}\ndata:\n  config.hcl: |\n{}\n",
+            hcl.lines()
+                .map(|l| format!("    {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        parse_manifest("p", &m).unwrap()
+    };
+    let none = std::collections::BTreeMap::new();
+    // OpenBao's default is TLS: a listener without tls_disable speaks it.
+    let tls = config(
+        "listener \"tcp\" {\n  address = \"[::]:8200\"\n  tls_cert_file = \"/tls/tls.crt\"\n}",
+    );
+    assert!(listener_tls(&tls, Some("http"), &none, 8200));
+    let plain =
+        config("listener \"tcp\" {\n  address = \"0.0.0.0:8200\"\n  tls_disable = \"true\"\n}");
+    assert!(!listener_tls(&plain, Some("https"), &none, 8200));
+    // A listener on another port says nothing about this one.
+    let other = config("listener \"tcp\" {\n  address = \"0.0.0.0:9200\"\n  tls_disable = 1\n}");
+    assert!(!listener_tls(&other, None, &none, 8200));
+    assert!(listener_tls(&other, Some("https"), &none, 8200));
+    // Without a config: the port's name, then the address the container uses.
+    assert!(listener_tls(&[], Some("https"), &none, 8200));
+    assert!(!listener_tls(&[], Some("http"), &none, 8200));
+    let env = std::collections::BTreeMap::from([(
+        "BAO_ADDR".to_string(),
+        "https://127.0.0.1:8200".to_string(),
+    )]);
+    assert!(listener_tls(&[], Some("http"), &env, 8200));
+    // Discovery records the decision: the demo platform serves plain HTTP.
+    let demo = parse_manifest("kleidia-platform", DEMO_PLATFORM).unwrap();
+    let t = discover_openbao(
+        "kleidia-platform",
+        &demo,
+        &[pod(
+            "kleidia-platform-openbao-0",
+            &[
+                ("app.kubernetes.io/name", "openbao"),
+                ("app.kubernetes.io/instance", "kleidia-platform"),
+            ],
+            true,
+        )],
+        "kleidia",
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(!t.tls);
 }

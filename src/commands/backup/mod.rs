@@ -28,7 +28,7 @@ use serde::Serialize;
 
 pub use crate::backup::BackupError;
 use crate::backup::create::{
-    BackupSources, CreateOptions, CreatedBundle, TokenSource, create_bundle,
+    BackupSources, CreateOptions, CreatedBundle, TokenSource, check_options, create_bundle,
 };
 use crate::backup::crypto::{Decryption, Encryption};
 use crate::backup::list::{BundleState, BundleSummary, list_bundles};
@@ -103,7 +103,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "VAR")]
     pub openbao_token_env: Option<String>,
     /// Read the OpenBao token from key KEY of Secret NAME in the namespace.
-    #[arg(long, value_name = "NAME:KEY", conflicts_with = "openbao_token_env", value_parser = parse_secret_ref)]
+    #[arg(long, value_name = "NAME:KEY", conflicts_with = "openbao_token_env", value_parser = TokenSource::secret_arg)]
     pub openbao_token_secret: Option<(String, String)>,
     /// Include OpenBao's unseal key Secret (only in an encrypted bundle).
     #[arg(long)]
@@ -113,20 +113,15 @@ pub struct CreateArgs {
     /// stalls), e.g. `60s`.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::duration::positive_arg)]
     pub timeout: Duration,
+    /// From the config file (`backup.requireEncryption`), not a flag: an
+    /// unencrypted bundle is refused.
+    #[arg(skip)]
+    pub require_encryption: bool,
 }
 
 fn max_age_arg(s: &str) -> Result<chrono::TimeDelta, String> {
     let d = crate::duration::positive_arg(s)?;
     chrono::TimeDelta::from_std(d).map_err(|e| e.to_string())
-}
-
-fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
-    match s.split_once(':') {
-        Some((n, k)) if !n.is_empty() && !k.is_empty() => Ok((n.to_owned(), k.to_owned())),
-        _ => Err(format!(
-            "'{s}' is not NAME:KEY (for example openbao-root:token)"
-        )),
-    }
 }
 
 /// `backup list`.
@@ -302,14 +297,11 @@ pub fn create_options(args: &CreateArgs, namespace: &str) -> Result<CreateOption
     opts.components = args.components.clone();
     opts.encryption = Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())?;
     opts.include_unseal_key = args.include_unseal_key;
-    opts.token = match (&args.openbao_token_secret, &args.openbao_token_env) {
-        (Some((name, key)), _) => TokenSource::Secret {
-            name: name.clone(),
-            key: key.clone(),
-        },
-        (None, Some(var)) => TokenSource::Env(vec![var.clone()]),
-        (None, None) => TokenSource::default(),
-    };
+    opts.require_encryption = args.require_encryption;
+    opts.token = TokenSource::from_flags(
+        args.openbao_token_secret.as_ref(),
+        args.openbao_token_env.as_ref(),
+    );
     Ok(opts)
 }
 
@@ -652,15 +644,19 @@ pub async fn run(session: &Session, args: &BackupArgs) -> Result<u8, Error> {
     };
     let mut out = Vec::new();
     let outcome = match args.action() {
-        BackupCommand::Create(create) => {
+        BackupCommand::Create(mut create) => {
+            create.require_encryption = settings.require_encryption;
+            // Options no backup can be taken with are refused before the
+            // cluster is asked anything.
+            check_options(&create_options(&create, "")?).map_err(BackupError::from)?;
             let target = session.connect().await?;
+            target.require_verified_tls("take a backup", crate::backup::SECRETS_MOVED)?;
             let opts = SurveyOptions::within(create.timeout);
             let survey = Survey::gather(&target, opts).await?;
-            // The manifest records what every server says it runs.
-            let which = Which {
-                helm: false,
-                ..Which::ALL
-            };
+            // The manifest records what the servers of the components
+            // backed up say they run; the others are not touched (a
+            // values-only backup reads Helm's records and nothing in a pod).
+            let which = servers_to_ask(&create.components);
             let answers = survey.ask_servers(&target, which, &opts).await;
             let mut sources = ClusterSources::new(&target, &survey, &answers);
             run_create(
@@ -677,6 +673,20 @@ pub async fn run(session: &Session, args: &BackupArgs) -> Result<u8, Error> {
     };
     crate::report::write_stdout(&out)?;
     Ok(finish(&outcome, &settings.messages))
+}
+
+/// The servers a backup of `components` asks for their versions: only
+/// those whose pods it reads anyway (PostgreSQL and the backend, whose
+/// migrations the dump holds, for data; OpenBao for platform).
+pub fn servers_to_ask(components: &[Component]) -> Which {
+    let data = components.contains(&Component::Data);
+    Which {
+        kubernetes: true,
+        postgres: data,
+        backend: data,
+        openbao: components.contains(&Component::Platform),
+        ..Which::NONE
+    }
 }
 
 /// Prints an outcome's warnings and failure on stderr (the result itself is
@@ -726,6 +736,17 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         backup: BackupArgs,
+    }
+
+    #[test]
+    fn a_values_backup_asks_no_server_in_a_pod() {
+        let w = servers_to_ask(&[Component::Values]);
+        assert!(w.kubernetes && !w.helm);
+        assert!(!w.postgres && !w.openbao && !w.backend);
+        let w = servers_to_ask(&[Component::Platform, Component::Values]);
+        assert!(w.openbao && !w.postgres && !w.backend);
+        let w = servers_to_ask(&Component::ALL);
+        assert!(w.openbao && w.postgres && w.backend && !w.helm);
     }
 
     #[test]

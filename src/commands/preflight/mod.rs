@@ -56,7 +56,28 @@ impl Args {
     }
 }
 
+/// Folders and files named on the command line exist, before anything is
+/// asked of the cluster.
+fn check_paths(args: &Args) -> Result<(), Error> {
+    if let Some(dir) = &args.charts
+        && !dir.is_dir()
+    {
+        return Err(Error::Usage {
+            what: format!("--charts {}", dir.display()),
+            reason: "is not a folder; pass the folder holding kleidia-platform, kleidia-data and kleidia-services".into(),
+        });
+    }
+    if let Some(f) = args.values.iter().find(|f| !f.is_file()) {
+        return Err(Error::Usage {
+            what: format!("-f {}", f.display()),
+            reason: "is not a readable file".into(),
+        });
+    }
+    Ok(())
+}
+
 pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
+    check_paths(args)?;
     let target = session.connect().await?;
     let report = checks::run(&target, &args.options(session.settings.flavor.invocation())).await?;
     let painter = Painter {

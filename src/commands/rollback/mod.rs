@@ -77,6 +77,9 @@ pub struct Args {
     /// snapshot [default: BAO_TOKEN, then VAULT_TOKEN].
     #[arg(long, value_name = "VAR")]
     pub openbao_token_env: Option<String>,
+    /// Read that token from key KEY of Secret NAME in the namespace.
+    #[arg(long, value_name = "NAME:KEY", conflicts_with = "openbao_token_env", value_parser = TokenSource::secret_arg)]
+    pub openbao_token_secret: Option<(String, String)>,
 }
 
 /// One rollback to do.
@@ -235,6 +238,18 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
                 }
             ),
         });
+    }
+
+    if components.contains(&Component::Data) {
+        target.require_verified_tls("roll back the data layer", crate::backup::SECRETS_MOVED)?;
+        if !args.dry_run {
+            crate::backup::create::encryption_given(
+                target.settings.require_encryption,
+                &args.encrypt_to,
+                args.passphrase_env.as_deref(),
+            )
+            .map_err(crate::backup::BackupError::from)?;
+        }
     }
 
     // Decide every step before changing anything.
@@ -482,12 +497,14 @@ async fn locked(
             )
             .await;
         let mut copts = CreateOptions::new(&args.backup_dir, &target.namespace);
+        copts.require_encryption = target.settings.require_encryption;
         copts.encryption =
             Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())
                 .map_err(crate::backup::BackupError::from)?;
-        if let Some(var) = &args.openbao_token_env {
-            copts.token = TokenSource::Env(vec![var.clone()]);
-        }
+        copts.token = TokenSource::from_flags(
+            args.openbao_token_secret.as_ref(),
+            args.openbao_token_env.as_ref(),
+        );
         let mut sources = ClusterSources::new(target, &survey, &answers);
         let created = create_bundle(&copts, &mut sources, std::future::pending::<String>()).await;
         record.phases.push(PhaseRecord {

@@ -3,6 +3,7 @@
 //! operator's helm, each gated on real health; on a failure, roll back by
 //! one policy; record the run. `--history` shows the recorded runs.
 
+mod bluegreen;
 mod render;
 
 use std::io::IsTerminal;
@@ -38,13 +39,42 @@ pub enum ValuesFrom {
     Backup,
 }
 
+/// How the services are upgraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Strategy {
+    /// Each release upgraded in place (helm upgrade), in order.
+    #[default]
+    Rolling,
+    /// The services' new chart installed as a second (green) release beside
+    /// the running (blue) one; `--promote` or `--abort` ends it.
+    BlueGreen,
+}
+
 /// `upgrade` flags.
 #[derive(Debug, ClapArgs, Clone)]
 pub struct Args {
     /// Folder with the charts to upgrade to (`DIR/kleidia-platform`,
     /// `DIR/kleidia-data`, `DIR/kleidia-services`).
-    #[arg(long, value_name = "DIR", required_unless_present = "history")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["history", "promote", "abort"])]
     pub charts: Option<PathBuf>,
+    /// `rolling`, or `blue-green` (services only: a second release on other
+    /// NodePorts, then --promote or --abort).
+    #[arg(long, value_enum, default_value_t = Strategy::Rolling)]
+    pub strategy: Strategy,
+    /// The green release's name [default: <services release>-green].
+    #[arg(long, value_name = "NAME")]
+    pub green_release: Option<String>,
+    /// NodePorts for green's backend and frontend [default: free ones, 100
+    /// above blue's where free].
+    #[arg(long, value_name = "BACKEND,FRONTEND", value_parser = crate::procedure::bluegreen::parse_ports)]
+    pub green_ports: Option<std::vec::Vec<u16>>,
+    /// Finish a blue-green upgrade: check green once more, then uninstall
+    /// blue.
+    #[arg(long, conflicts_with_all = ["abort", "history", "charts"])]
+    pub promote: bool,
+    /// Cancel a blue-green upgrade: uninstall green; blue is untouched.
+    #[arg(long, conflicts_with_all = ["history", "charts"])]
+    pub abort: bool,
     /// Upgrade only these components (in upgrade order anyway).
     #[arg(long, value_delimiter = ',', value_name = "LIST", value_parser = parse_component)]
     pub only: Vec<Component>,
@@ -144,6 +174,27 @@ pub async fn run(session: &Session, args: &Args) -> Result<u8, Error> {
             render::history(&runs, painter, out)
         })?;
         return Ok(0);
+    }
+    if args.promote || args.abort {
+        return bluegreen::finish(session, &target, args).await;
+    }
+    target.require_verified_tls("upgrade", crate::backup::SECRETS_MOVED)?;
+    if !args.no_backup && !args.dry_run {
+        crate::backup::create::encryption_given(
+            target.settings.require_encryption,
+            &args.encrypt_to,
+            args.passphrase_env.as_deref(),
+        )
+        .map_err(crate::backup::BackupError::from)?;
+    }
+    if args.strategy == Strategy::BlueGreen {
+        return bluegreen::start(session, &target, args).await;
+    }
+    if args.green_release.is_some() || args.green_ports.is_some() {
+        return Err(Error::Usage {
+            what: "--green-release and --green-ports".into(),
+            reason: "belong to a blue-green upgrade: add --strategy blue-green".into(),
+        });
     }
     let charts = args.charts.clone().expect("clap requires --charts");
     let components: Vec<Component> = Component::ALL
@@ -306,102 +357,10 @@ async fn locked(
         ok: false,
     };
     let _ = history::record(&target.client, &target.api(), &target.namespace, record).await;
-
-    // 3. Preflight over a fresh survey.
-    let t = Instant::now();
-    let mut opts = SurveyOptions::within(Duration::from_secs(60));
-    opts.live = true;
-    let survey = Survey::gather(target, opts).await?;
-    let answers = survey.ask_servers(target, Which::ALL, &opts).await;
-    if !args.skip_preflight {
-        messages.note("preflight ...");
-        let options = checks::Options {
-            charts: args.charts.clone(),
-            values: args.values.clone(),
-            set: args.set.clone(),
-            max_backup_age: Duration::from_secs(24 * 3600),
-            backup_dir: args.backup_dir.clone(),
-            timeout: Duration::from_secs(60),
-            invocation: target.settings.flavor.invocation(),
-            backup_follows: !args.no_backup,
-        };
-        let cx = checks::Context {
-            target,
-            survey: &survey,
-            answers: &answers,
-            options: &options,
-        };
-        let pre = checks::Report::new(checks::run_checks(&cx).await);
-        let failed = pre.result == checks::Status::Fail;
-        record.phases.push(history::PhaseRecord {
-            name: "preflight".into(),
-            millis: t.elapsed().as_millis() as u64,
-            ok: !failed,
-            waiting: false,
-        });
-        if failed {
-            let names = pre.failed().join(", ");
-            let mut lines = Vec::new();
-            let _ = checks::render(&pre, Painter::default(), &mut lines);
-            messages.note(&String::from_utf8_lossy(&lines));
-            record.outcome = "refused".into();
-            record.error = Some(format!("preflight failed: {names}"));
-            report.preflight = Some(pre);
-            return Err(Error::Usage {
-                what: format!("preflight failed ({names}); nothing was changed"),
-                reason: "fix what it names (the hints above say how), or pass --skip-preflight to upgrade anyway".into(),
-            });
-        }
-        report.preflight = Some(pre);
-    }
-
-    // 4. The backup bundle.
-    if !args.no_backup {
-        let t = Instant::now();
-        messages.note(&format!("backing up to {} ...", args.backup_dir.display()));
-        let mut opts = CreateOptions::new(&args.backup_dir, &target.namespace);
-        opts.encryption =
-            Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())
-                .map_err(crate::backup::BackupError::from)?;
-        opts.token = match (&args.openbao_token_secret, &args.openbao_token_env) {
-            (Some((name, key)), _) => TokenSource::Secret {
-                name: name.clone(),
-                key: key.clone(),
-            },
-            (None, Some(var)) => TokenSource::Env(vec![var.clone()]),
-            (None, None) => TokenSource::default(),
-        };
-        let mut sources = ClusterSources::new(target, &survey, &answers);
-        let mut stop_backup = stop.clone();
-        let interrupt = async move {
-            let _ = stop_backup.wait_for(|s| *s).await;
-            "an interrupt".to_string()
-        };
-        let created = create_bundle(&opts, &mut sources, interrupt).await;
-        record.phases.push(history::PhaseRecord {
-            name: "backup".into(),
-            millis: t.elapsed().as_millis() as u64,
-            ok: created.is_ok(),
-            waiting: true,
-        });
-        let created = match created {
-            Ok(c) => c,
-            Err(e) => {
-                record.outcome = "refused".into();
-                record.error = Some(format!("backup failed: {e}"));
-                return Err(Error::Usage {
-                    what: format!("the backup before the upgrade failed: {e}"),
-                    reason: "nothing was upgraded; fix the backup (or pass --no-backup to upgrade without one)".into(),
-                });
-            }
-        };
-        for w in &created.warnings {
-            messages.warning(w);
-        }
-        messages.note(&format!("backup written to {}", created.path.display()));
-        record.backup = Some(created.path.display().to_string());
-        report.backup = record.backup.clone();
-    }
+    let prepared = prepare(target, args, record, &stop, messages).await?;
+    report.preflight = prepared.preflight;
+    report.backup = prepared.backup;
+    let survey = prepared.survey;
 
     // 5. The steps.
     let mut values_files = Vec::new();
@@ -456,6 +415,128 @@ async fn locked(
     report.outcome = Some(outcome);
     report.ok = ok;
     Ok(report)
+}
+
+/// What the first steps under the lock found and wrote.
+pub(crate) struct Prepared {
+    pub survey: Survey,
+    pub preflight: Option<checks::Report>,
+    pub backup: Option<String>,
+}
+
+/// Preflight over a fresh survey, then the backup bundle: the first steps
+/// under the lock of an upgrade (in place or blue-green). Records both in
+/// `record`; an error means nothing was changed.
+pub(crate) async fn prepare(
+    target: &Target,
+    args: &Args,
+    record: &mut RunRecord,
+    stop: &watch::Receiver<bool>,
+    messages: Messages,
+) -> Result<Prepared, Error> {
+    // 3. Preflight over a fresh survey.
+    let t = Instant::now();
+    let mut opts = SurveyOptions::within(Duration::from_secs(60));
+    opts.live = true;
+    let survey = Survey::gather(target, opts).await?;
+    let answers = survey.ask_servers(target, Which::ALL, &opts).await;
+    let mut preflight = None;
+    let mut backup = None;
+    if !args.skip_preflight {
+        messages.note("preflight ...");
+        let options = checks::Options {
+            charts: args.charts.clone(),
+            values: args.values.clone(),
+            set: args.set.clone(),
+            max_backup_age: Duration::from_secs(24 * 3600),
+            backup_dir: args.backup_dir.clone(),
+            timeout: Duration::from_secs(60),
+            invocation: target.settings.flavor.invocation(),
+            backup_follows: !args.no_backup,
+        };
+        let cx = checks::Context {
+            target,
+            survey: &survey,
+            answers: &answers,
+            options: &options,
+        };
+        let pre = checks::Report::new(checks::run_checks(&cx).await);
+        let failed = pre.result == checks::Status::Fail;
+        record.phases.push(history::PhaseRecord {
+            name: "preflight".into(),
+            millis: t.elapsed().as_millis() as u64,
+            ok: !failed,
+            waiting: false,
+        });
+        if failed {
+            let names = pre.failed().join(", ");
+            let mut lines = Vec::new();
+            let _ = checks::render(&pre, Painter::default(), &mut lines);
+            messages.note(&String::from_utf8_lossy(&lines));
+            record.outcome = "refused".into();
+            record.error = Some(format!("preflight failed: {names}"));
+            return Err(Error::Usage {
+                what: format!("preflight failed ({names}); nothing was changed"),
+                reason: "fix what it names (the hints above say how), or pass --skip-preflight to upgrade anyway".into(),
+            });
+        }
+        preflight = Some(pre);
+    }
+
+    // 4. The backup bundle.
+    if !args.no_backup {
+        let t = Instant::now();
+        messages.note(&format!("backing up to {} ...", args.backup_dir.display()));
+        let mut opts = CreateOptions::new(&args.backup_dir, &target.namespace);
+        opts.require_encryption = target.settings.require_encryption;
+        opts.encryption =
+            Encryption::from_options(&args.encrypt_to, args.passphrase_env.as_deref())
+                .map_err(crate::backup::BackupError::from)?;
+        opts.token = match (&args.openbao_token_secret, &args.openbao_token_env) {
+            (Some((name, key)), _) => TokenSource::Secret {
+                name: name.clone(),
+                key: key.clone(),
+            },
+            (None, Some(var)) => TokenSource::Env(vec![var.clone()]),
+            (None, None) => TokenSource::default(),
+        };
+        let mut sources = ClusterSources::new(target, &survey, &answers);
+        let mut stop_backup = stop.clone();
+        let interrupt = async move {
+            let _ = stop_backup.wait_for(|s| *s).await;
+            "an interrupt".to_string()
+        };
+        let created = create_bundle(&opts, &mut sources, interrupt).await;
+        record.phases.push(history::PhaseRecord {
+            name: "backup".into(),
+            millis: t.elapsed().as_millis() as u64,
+            ok: created.is_ok(),
+            waiting: true,
+        });
+        let created = match created {
+            Ok(c) => c,
+            Err(e) => {
+                record.outcome = "refused".into();
+                record.error = Some(format!("backup failed: {e}"));
+                return Err(Error::Usage {
+                    what: format!("the backup before the upgrade failed: {e}"),
+                    reason: "nothing was upgraded; fix the backup (or pass --no-backup to upgrade without one)".into(),
+                });
+            }
+        };
+        for w in &created.warnings {
+            messages.warning(w);
+        }
+        messages.note(&format!("backup written to {}", created.path.display()));
+        record.backup = Some(created.path.display().to_string());
+        backup = record.backup.clone();
+    }
+
+    Ok(Prepared {
+        survey,
+        preflight,
+        backup,
+    })
 }
 
 /// Refuses to start when a release is stuck in `pending-*`: nothing can

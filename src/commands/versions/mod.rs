@@ -15,6 +15,7 @@ use clap::Args as ClapArgs;
 use crate::compat;
 use crate::error::Error;
 use crate::helm::release::Release;
+use crate::probes::backend::BackendHealth;
 use crate::report::{Painter, emit};
 use crate::survey::{Failure, ReleaseSurvey, ServerAnswers, Survey, SurveyOptions, Which};
 use crate::target::{Session, Target};
@@ -53,8 +54,66 @@ pub async fn gather(
     let mut opts = SurveyOptions::within(timeout);
     opts.history = history;
     let survey = Survey::gather(target, opts).await?;
-    let answers = survey.ask_servers(target, Which::ALL, &opts).await;
-    Ok(build(target, &survey, &answers))
+    let (answers, green_health) = tokio::join!(
+        survey.ask_servers(target, Which::ALL, &opts),
+        green_health(target, &survey, timeout)
+    );
+    let mut report = build(target, &survey, &answers);
+    if let Some(g) = &survey.green {
+        let mut backend = BackendServer::default();
+        match &survey.green_backend {
+            Some(Ok(t)) => {
+                backend.service = Some(t.service.clone());
+                backend.port = Some(t.port);
+            }
+            Some(Err(e)) => backend.error = Some(e.to_string()),
+            None => {}
+        }
+        match green_health {
+            Some(Ok(h)) => backend_health(&mut backend, &h),
+            Some(Err(e)) => backend.error = Some(e),
+            None => {}
+        }
+        let release = component_row(g);
+        report.ok &= release.error.is_none()
+            && release.status.as_deref() == Some("deployed")
+            && backend.error.is_none();
+        report.green = Some(GreenRow { release, backend });
+    }
+    Ok(report)
+}
+
+/// `/api/health` of green's backend, when there is one.
+async fn green_health(
+    target: &Target,
+    survey: &Survey,
+    timeout: Duration,
+) -> Option<Result<BackendHealth, String>> {
+    let Some(Ok(t)) = &survey.green_backend else {
+        return None;
+    };
+    let api = target.api();
+    let probe = crate::probes::backend::health(&target.client, &api, &target.namespace, t);
+    Some(match tokio::time::timeout(timeout, probe).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            crate::duration::show(timeout)
+        )),
+    })
+}
+
+fn backend_health(s: &mut BackendServer, h: &BackendHealth) {
+    if !h.healthy() {
+        s.error = Some(format!(
+            "/api/health answered {} with status {}",
+            h.http_status,
+            h.status.as_deref().unwrap_or("(none)")
+        ));
+    }
+    s.version = h.version.clone();
+    s.status = h.status.clone();
+    s.http_status = Some(h.http_status);
 }
 
 /// The report from a survey and the servers' answers.
@@ -84,6 +143,7 @@ pub fn build(target: &Target, survey: &Survey, answers: &ServerAnswers) -> Versi
         components,
         servers,
         compatibility,
+        green: None,
         ok,
     }
 }
@@ -135,18 +195,7 @@ fn servers(target: &Target, survey: &Survey, a: &ServerAnswers) -> Servers {
         s.backend.port = Some(t.port);
     }
     match &a.backend {
-        Some(Ok(h)) => {
-            if !h.healthy() {
-                s.backend.error = Some(format!(
-                    "/api/health answered {} with status {}",
-                    h.http_status,
-                    h.status.as_deref().unwrap_or("(none)")
-                ));
-            }
-            s.backend.version = h.version.clone();
-            s.backend.status = h.status.clone();
-            s.backend.http_status = Some(h.http_status);
-        }
+        Some(Ok(h)) => backend_health(&mut s.backend, h),
         Some(Err(f)) => s.backend.error = Some(text(f)),
         None => {}
     }

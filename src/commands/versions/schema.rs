@@ -17,6 +17,10 @@ pub struct VersionsReport {
     pub components: Vec<ComponentRow>,
     pub servers: Servers,
     pub compatibility: Vec<CompatibilityRow>,
+    /// The services' green release of a blue-green upgrade, when one
+    /// exists, and its backend's health.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub green: Option<GreenRow>,
     /// True when every probe answered, every release is deployed and
     /// everything is compatible (exit code 0).
     pub ok: bool,
@@ -38,6 +42,15 @@ pub struct ComponentRow {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<RevisionRow>>,
+}
+
+/// A green services release and its backend.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GreenRow {
+    #[serde(flatten)]
+    pub release: ComponentRow,
+    pub backend: BackendServer,
 }
 
 #[derive(Debug, Clone, Serialize)]

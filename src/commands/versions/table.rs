@@ -39,7 +39,12 @@ pub fn render_table(
         "LAST DEPLOYED",
     ]);
     let mut notes = Vec::new();
-    for c in &r.components {
+    let green = r.green.as_ref().map(|g| {
+        let mut row = g.release.clone();
+        row.release = format!("{} (green)", row.release);
+        row
+    });
+    for c in r.components.iter().chain(green.as_ref()) {
         let status = match (&c.status, &c.error) {
             (_, Some(e)) => {
                 notes.push(format!("{}: {e}", c.release));
@@ -194,6 +199,25 @@ pub fn render_table(
         _ => "-".into(),
     };
     server_row("Backend", &s.backend.version, be_state, be_place);
+    if let Some(g) = &r.green {
+        let b = &g.backend;
+        let state = answered(&b.error, "Backend (green)", &mut notes)
+            .unwrap_or_else(|| (b.status.clone().unwrap_or_else(|| "up".into()), Mark::Ok));
+        let place = match (&b.service, b.port) {
+            (Some(svc), Some(port)) => format!("service {svc}:{port}"),
+            _ => "-".into(),
+        };
+        server_row("Backend (green)", &b.version, state, place);
+        notes.push(format!(
+            "a blue-green upgrade is waiting: {} runs beside {}; finish it with `upgrade --promote` or `upgrade --abort`",
+            g.release.release,
+            r.components
+                .iter()
+                .find(|c| c.component == crate::topology::Component::Services)
+                .map(|c| c.release.as_str())
+                .unwrap_or("the services release")
+        ));
+    }
     writeln!(out, "{t}")?;
 
     writeln!(out)?;

@@ -64,6 +64,7 @@ fn sample_report() -> VersionsReport {
         }],
         compatibility: compatibility(&s),
         servers: s,
+        green: None,
         ok: false,
     }
 }
