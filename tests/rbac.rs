@@ -308,8 +308,8 @@ fn operator_and_auditor_roles_work_and_each_missing_permission_is_named() {
     ] {
         authz.set_rules(without(&operator_roles, verb, resource));
         let o = run(cmd(), args);
-        // upgrade and rollback end with 2 when they cannot take the lock,
-        // whether it is held or refused.
+        // upgrade ends with 2 when it is refused before changing anything
+        // (docs/upgrade.md), a lock it may not take included.
         let want = if resource == "leases" { 2 } else { 1 };
         assert_eq!(
             o.code,
