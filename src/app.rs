@@ -36,6 +36,18 @@ pub fn main(flavor: Flavor) -> ExitCode {
                 }
             };
         }
+        Command::ManPages(args) => {
+            return match crate::cli::write_man_pages(flavor, &args.dir) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    messages.error(&format!(
+                        "cannot write the man pages into {}: {e}",
+                        args.dir.display()
+                    ));
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Run(command) => command,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()

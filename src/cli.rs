@@ -112,6 +112,9 @@ pub enum Command {
     Run(crate::commands::Command),
     /// Print a shell completion script.
     Completion(CompletionArgs),
+    /// Write the manual pages (one per command) into a folder.
+    #[command(hide = true)]
+    ManPages(ManPagesArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -119,6 +122,13 @@ pub struct CompletionArgs {
     /// Shell to generate the completion script for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ManPagesArgs {
+    /// Folder that receives the pages (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 impl Cli {
@@ -162,6 +172,30 @@ pub fn completion_script(flavor: Flavor, shell: clap_complete::Shell) -> Vec<u8>
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, flavor.binary_name(), &mut script);
     script
+}
+
+/// Writes one man page per visible command (`kubectl-kleidia.1`,
+/// `kubectl-kleidia-backup-verify.1`, ...) into `dir`, generated from the
+/// same clap definitions that parse the command line. Returns the files.
+pub fn write_man_pages(flavor: Flavor, dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    // No display name: clap_mangen names each page after it, and
+    // "kubectl kleidia" would put a space in every file name.
+    let cmd = Cli::command()
+        .name(flavor.binary_name())
+        .bin_name(flavor.binary_name());
+    clap_mangen::generate_to(cmd, dir)?;
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(flavor.binary_name()) && n.ends_with(".1"))
+        })
+        .collect();
+    pages.sort();
+    Ok(pages)
 }
 
 #[cfg(test)]
@@ -235,5 +269,32 @@ mod tests {
         let script =
             String::from_utf8(completion_script(Flavor::Helm, clap_complete::Shell::Bash)).unwrap();
         assert!(script.contains("helm-kleidia"));
+    }
+
+    #[test]
+    fn man_pages_cover_every_visible_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let pages = write_man_pages(Flavor::Kubectl, dir.path()).unwrap();
+        let names: Vec<String> = pages
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        for page in [
+            "kubectl-kleidia.1",
+            "kubectl-kleidia-versions.1",
+            "kubectl-kleidia-preflight.1",
+            "kubectl-kleidia-backup.1",
+            "kubectl-kleidia-backup-verify.1",
+            "kubectl-kleidia-upgrade.1",
+            "kubectl-kleidia-rollback.1",
+            "kubectl-kleidia-completion.1",
+        ] {
+            assert!(names.iter().any(|n| n == page), "{page} missing: {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.contains("man-pages")), "{names:?}");
+        let rollback =
+            std::fs::read_to_string(dir.path().join("kubectl-kleidia-rollback.1")).unwrap();
+        assert!(rollback.starts_with(".ie"), "roff: {}", &rollback[..40]);
+        assert!(rollback.contains("allow\\-data\\-rollback"), "{rollback}");
     }
 }

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod compat;
+pub mod completion;
 pub mod config;
 pub mod duration;
 pub mod error;

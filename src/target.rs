@@ -100,6 +100,10 @@ pub enum TargetError {
     #[error("cannot build a Kubernetes client for context {context:?}: {message}")]
     Client { context: String, message: String },
     #[error(
+        "helm kleidia cannot use helm's {flags}: it connects through a kubeconfig context only, and would otherwise reach another cluster or act as another user than you asked. Nothing was done. Put the server, credentials and CA in a kubeconfig context and pass --kube-context NAME (and --kubeconfig PATH)"
+    )]
+    UnsupportedHelmFlags { flags: String },
+    #[error(
         "refusing to {what} over an unverified connection: the kubeconfig's cluster for context {context:?} ({server}) sets `insecure-skip-tls-verify: true`, so the API server's certificate is not checked and anyone on the network path could read {secrets}. Set the cluster's certificate-authority-data (or certificate-authority) in the kubeconfig, or pass --insecure to accept the risk"
     )]
     UnverifiedTls {
@@ -127,6 +131,22 @@ pub struct Environment {
     pub stderr_is_tty: bool,
 }
 
+/// Helm's connection flags (and the variables Helm hands them over in)
+/// that bypass the kubeconfig context: helm-kleidia refuses them rather
+/// than connect somewhere else than asked.
+const UNSUPPORTED_HELM_FLAGS: [(&str, &str); 7] = [
+    ("HELM_KUBEAPISERVER", "--kube-apiserver"),
+    ("HELM_KUBETOKEN", "--kube-token"),
+    ("HELM_KUBECAFILE", "--kube-ca-file"),
+    ("HELM_KUBEASUSER", "--kube-as-user"),
+    ("HELM_KUBEASGROUPS", "--kube-as-group"),
+    ("HELM_KUBETLS_SERVER_NAME", "--kube-tls-server-name"),
+    (
+        "HELM_KUBEINSECURE_SKIP_TLS_VERIFY",
+        "--kube-insecure-skip-tls-verify",
+    ),
+];
+
 impl Environment {
     const NAMES: [&'static str; 8] = [
         "KUBECONFIG",
@@ -140,10 +160,20 @@ impl Environment {
     ];
 
     pub fn capture() -> Self {
-        let vars = Self::NAMES
+        let mut vars: BTreeMap<String, String> = Self::NAMES
             .iter()
             .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_string(), v)))
             .collect();
+        // Only whether Helm set them: HELM_KUBETOKEN's value is a secret and
+        // is never kept.
+        for (name, _) in UNSUPPORTED_HELM_FLAGS {
+            let set = std::env::var(name).is_ok_and(|v| {
+                !v.is_empty() && (name != "HELM_KUBEINSECURE_SKIP_TLS_VERIFY" || is_truthy(&v))
+            });
+            if set {
+                vars.insert(name.to_string(), "set".to_string());
+            }
+        }
         Self {
             vars,
             stdout_is_tty: std::io::stdout().is_terminal(),
@@ -262,6 +292,18 @@ impl Settings {
         config_path: Option<PathBuf>,
     ) -> Result<Self, TargetError> {
         let helm_env = flavor == Flavor::Helm;
+        if helm_env {
+            let given: Vec<String> = UNSUPPORTED_HELM_FLAGS
+                .iter()
+                .filter(|(var, _)| env.get(var).is_some())
+                .map(|(var, flag)| format!("{flag} ({var})"))
+                .collect();
+            if !given.is_empty() {
+                return Err(TargetError::UnsupportedHelmFlags {
+                    flags: given.join(", "),
+                });
+            }
+        }
 
         let kubeconfig_paths = match (&args.kubeconfig, env.get("KUBECONFIG")) {
             (Some(p), _) => vec![p.clone()],
@@ -615,6 +657,28 @@ mod tests {
         assert_eq!(k.context, None);
         assert_eq!(k.driver, StorageDriver::Secret);
         assert!(!k.debug);
+    }
+
+    #[test]
+    fn helm_connection_flags_that_bypass_the_context_are_refused() {
+        let env = Environment::from_pairs([
+            ("HELM_KUBETOKEN", "set"),
+            ("HELM_KUBEAPISERVER", "https://elsewhere:6443"),
+            ("HELM_KUBEASGROUPS", ""),
+        ]);
+        let err = Settings::resolve(Flavor::Helm, &args(), &env, ConfigFile::default(), None)
+            .unwrap_err();
+        assert!(err.is_usage());
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--kube-apiserver (HELM_KUBEAPISERVER), --kube-token (HELM_KUBETOKEN)"),
+            "{msg}"
+        );
+        assert!(!msg.contains("kube-as-group"), "{msg}");
+        // kubectl-kleidia is not run by helm: these are not its settings.
+        assert!(
+            Settings::resolve(Flavor::Kubectl, &args(), &env, ConfigFile::default(), None).is_ok()
+        );
     }
 
     #[test]

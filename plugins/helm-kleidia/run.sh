@@ -8,5 +8,5 @@ fi
 if command -v helm-kleidia >/dev/null 2>&1; then
   exec helm-kleidia "$@"
 fi
-echo "helm kleidia: the helm-kleidia binary is missing from $dir/bin and PATH; run $dir/install-binary.sh (or put helm-kleidia on PATH)" >&2
+echo "helm kleidia: the helm-kleidia binary is missing from $dir/bin and PATH; run $dir/install-binary.sh (or: helm plugin uninstall kleidia && helm plugin install ...), or put helm-kleidia on PATH" >&2
 exit 1
