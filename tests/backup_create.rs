@@ -516,3 +516,26 @@ async fn an_interruption_during_the_dump_leaves_no_bundle_and_says_so() {
     );
     assert_no_bundle_folders(dir.path());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_bundle_in_the_same_second_takes_the_next() {
+    let pg = postgres_with_data(10);
+    let bao = ThrowawayOpenBao::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("backups");
+    let mut opts = CreateOptions::new(&out, "kleidia");
+    opts.progress = false;
+    opts.components = vec![Component::Values];
+    let mut sources = LocalSources::new(&pg, &bao);
+    let first = create_bundle(&opts, &mut sources, never())
+        .await
+        .expect("first backup");
+    // The same instant again, as when an upgrade's backup follows a
+    // backup within the second.
+    let second = create_bundle(&opts, &mut sources, never())
+        .await
+        .expect("a bundle of the same second waits for the next");
+    assert_ne!(first.path, second.path);
+    assert!(first.path.is_dir() && second.path.is_dir());
+    assert!(second.manifest.started_at > first.manifest.started_at);
+}

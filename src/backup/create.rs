@@ -435,12 +435,26 @@ async fn run(
             component: first,
             source,
         })?;
-    let mut writer =
-        BundleWriter::create(&opts.dir, &opts.namespace, opts.now).map_err(CreateError::Finish)?;
+    // Bundles are named by the second: one taken in the same second as an
+    // earlier one (an upgrade right after a backup) waits for the next.
+    let mut now = opts.now;
+    let mut writer = loop {
+        match BundleWriter::create(&opts.dir, &opts.namespace, now) {
+            Err(crate::backup::writer::WriterError::AlreadyExists { .. })
+                if now < opts.now + chrono::Duration::seconds(3) =>
+            {
+                let next = now + chrono::Duration::seconds(1);
+                let wait = (next - Utc::now()).to_std().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                now = next.max(Utc::now());
+            }
+            other => break other.map_err(CreateError::Finish)?,
+        }
+    };
     if let Ok(mut p) = partial.lock() {
         *p = Some(writer.partial_path().to_owned());
     }
-    let mut manifest = Manifest::new(&opts.namespace, opts.now);
+    let mut manifest = Manifest::new(&opts.namespace, now);
     manifest.context = facts.context;
     manifest.server = facts.server;
     manifest.versions = facts.versions;
