@@ -220,8 +220,10 @@ impl ThrowawayOpenBao {
         self.root_token.expose_secret().to_owned()
     }
 
+    /// Waits up to 90 s: on a loaded machine (test binaries run side by
+    /// side) a fresh OpenBao can take far longer than its usual second.
     async fn wait_for(&self, ready: impl Fn(u16) -> bool) {
-        for _ in 0..300 {
+        for _ in 0..900 {
             let status = match tokio::net::TcpStream::connect(self.addr).await {
                 Ok(_) => {
                     self.call("GET", "/v1/sys/health", None, serde_json::Value::Null)
