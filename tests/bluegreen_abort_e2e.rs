@@ -8,41 +8,14 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::Duration;
-
 use serde_json::Value;
-use support::{Cluster, kubectl, plugin, real_helm, workspace};
+use support::{
+    Cluster, backend_pods, demo_charts as charts, kleidia_on as kleidia, kubectl, outputs as out,
+    real_helm, release_revisions,
+};
 
 const NS: &str = "kleidia";
 const PG_POD: &str = "kleidia-data-postgres-cluster-0";
-
-fn charts(set: &str) -> String {
-    workspace()
-        .join("sandbox/charts")
-        .join(set)
-        .display()
-        .to_string()
-}
-
-fn kleidia(c: &Cluster, helm: &Path, home: &Path) -> assert_cmd::Command {
-    let mut cmd = plugin("kubectl-kleidia");
-    cmd.env("KUBECONFIG", c.kubeconfig())
-        .env("HELM_BIN", helm)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .timeout(Duration::from_secs(300));
-    cmd
-}
-
-fn out(a: &assert_cmd::assert::Assert) -> (String, String) {
-    let o = a.get_output();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn psql(c: &Cluster, sql: &str) -> String {
     let o = kubectl(
@@ -53,60 +26,6 @@ fn psql(c: &Cluster, sql: &str) -> String {
     );
     assert!(o.status.success(), "psql {sql}: {o:?}");
     String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-fn json(c: &Cluster, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["-n", NS, "-o", "json"]);
-    let o = kubectl(c.kubeconfig(), &all);
-    assert!(o.status.success(), "kubectl {args:?}: {o:?}");
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn release_revisions(c: &Cluster, release: &str) -> Vec<(u64, String)> {
-    let v = json(
-        c,
-        &[
-            "get",
-            "secrets",
-            "-l",
-            &format!("owner=helm,name={release}"),
-        ],
-    );
-    let mut out: Vec<(u64, String)> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let l = &s["metadata"]["labels"];
-            (
-                l["version"].as_str().unwrap().parse().unwrap(),
-                l["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn backend_pods(c: &Cluster, release: &str) -> Vec<String> {
-    let v = json(
-        c,
-        &[
-            "get",
-            "pods",
-            "-l",
-            &format!("app.kubernetes.io/instance={release},app.kubernetes.io/name=backend"),
-        ],
-    );
-    let mut names: Vec<String> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

@@ -6,40 +6,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::Duration;
-
 use serde_json::Value;
-use support::{Cluster, kubectl, plugin, real_helm, workspace};
+use support::{
+    Cluster, backend_pods, demo_charts as charts, kleidia_on as kleidia, kubectl, outputs as out,
+    real_helm, release_revisions as revisions,
+};
 
 const NS: &str = "kleidia";
-
-pub fn charts(set: &str) -> String {
-    workspace()
-        .join("sandbox/charts")
-        .join(set)
-        .display()
-        .to_string()
-}
-
-pub fn kleidia(c: &Cluster, helm: &Path, home: &Path) -> assert_cmd::Command {
-    let mut cmd = plugin("kubectl-kleidia");
-    cmd.env("KUBECONFIG", c.kubeconfig())
-        .env("HELM_BIN", helm)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .timeout(Duration::from_secs(300));
-    cmd
-}
-
-fn out(a: &assert_cmd::assert::Assert) -> (String, String) {
-    let o = a.get_output();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn json(c: &Cluster, args: &[&str]) -> Value {
     let mut all = args.to_vec();
@@ -47,54 +20,6 @@ fn json(c: &Cluster, args: &[&str]) -> Value {
     let o = kubectl(c.kubeconfig(), &all);
     assert!(o.status.success(), "kubectl {args:?}: {:?}", o);
     serde_json::from_slice(&o.stdout).unwrap()
-}
-
-/// Revision numbers and statuses of `release`, from helm's own records.
-fn revisions(c: &Cluster, release: &str) -> Vec<(u64, String)> {
-    let v = json(
-        c,
-        &[
-            "get",
-            "secrets",
-            "-l",
-            &format!("owner=helm,name={release}"),
-        ],
-    );
-    let mut out: Vec<(u64, String)> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let l = &s["metadata"]["labels"];
-            (
-                l["version"].as_str().unwrap().parse().unwrap(),
-                l["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// Names of the pods of release `release`'s backend.
-fn backend_pods(c: &Cluster, release: &str) -> Vec<String> {
-    let v = json(
-        c,
-        &[
-            "get",
-            "pods",
-            "-l",
-            &format!("app.kubernetes.io/instance={release},app.kubernetes.io/name=backend"),
-        ],
-    );
-    let mut names: Vec<String> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names
 }
 
 fn node_port(c: &Cluster, service: &str) -> u64 {

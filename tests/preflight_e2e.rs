@@ -14,40 +14,13 @@ use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
 use serde_json::Value;
-use support::{Cluster, ReleaseFixture, kubectl, plugin, real_helm, workspace};
+use support::{
+    Cluster, ReleaseFixture, bao_root_token as root_token, demo_charts as charts,
+    kleidia_on as kleidia, kubectl, plugin, real_helm,
+};
 
 const NS: &str = "kleidia";
 const BAO_POD: &str = "kleidia-platform-openbao-0";
-
-fn charts(set: &str) -> String {
-    workspace()
-        .join("sandbox/charts")
-        .join(set)
-        .display()
-        .to_string()
-}
-
-fn root_token(c: &Cluster) -> String {
-    let root = c
-        .sandbox
-        .shared()
-        .container_dir(NS, BAO_POD, "openbao")
-        .join("root");
-    kleidia_sandbox::runtimes::openbao::root_token_at(&root)
-        .expect("the sandbox kept the root token")
-}
-
-/// The plugin with the sandbox's kubeconfig and `helm` as HELM_BIN.
-fn kleidia(c: &Cluster, helm: &Path, home: &Path) -> assert_cmd::Command {
-    let mut cmd = plugin("kubectl-kleidia");
-    cmd.env("KUBECONFIG", c.kubeconfig())
-        .env("HELM_BIN", helm)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .timeout(Duration::from_secs(120));
-    cmd
-}
 
 /// `preflight -o json` with `args`: the exit code and the report.
 fn preflight(c: &Cluster, helm: &Path, home: &Path, args: &[&str]) -> (i32, Value) {

@@ -11,41 +11,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Cluster, kubectl, plugin, real_helm, workspace};
+use support::{
+    Cluster, bao_root_token as root_token, demo_charts as charts, kleidia_on as kleidia, kubectl,
+    real_helm, release_revisions as releases,
+};
 
 const NS: &str = "kleidia";
 const BAO_POD: &str = "kleidia-platform-openbao-0";
-
-fn charts(set: &str) -> String {
-    workspace()
-        .join("sandbox/charts")
-        .join(set)
-        .display()
-        .to_string()
-}
-
-fn root_token(c: &Cluster) -> String {
-    let root = c
-        .sandbox
-        .shared()
-        .container_dir(NS, BAO_POD, "openbao")
-        .join("root");
-    kleidia_sandbox::runtimes::openbao::root_token_at(&root)
-        .expect("the sandbox kept the root token")
-}
-
-/// The plugin with the sandbox's kubeconfig and `helm` as HELM_BIN; helm's
-/// own folders in `home`.
-fn kleidia(c: &Cluster, helm: &Path, home: &Path) -> assert_cmd::Command {
-    let mut cmd = plugin("kubectl-kleidia");
-    cmd.env("KUBECONFIG", c.kubeconfig())
-        .env("HELM_BIN", helm)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .timeout(Duration::from_secs(600));
-    cmd
-}
 
 fn stdout(a: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&a.get_output().stdout).into_owned()
@@ -53,39 +25,6 @@ fn stdout(a: &assert_cmd::assert::Assert) -> String {
 
 fn stderr(a: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&a.get_output().stderr).into_owned()
-}
-
-/// `helm history` of a release as (revision, status, chart) from the
-/// records themselves, read with real kubectl.
-fn releases(c: &Cluster, release: &str) -> Vec<(u32, String)> {
-    let out = kubectl(
-        c.kubeconfig(),
-        &[
-            "get",
-            "secrets",
-            "-n",
-            NS,
-            "-l",
-            &format!("owner=helm,name={release}"),
-            "-o",
-            "json",
-        ],
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut revs: Vec<(u32, String)> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let l = &s["metadata"]["labels"];
-            (
-                l["version"].as_str().unwrap().parse().unwrap(),
-                l["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    revs.sort();
-    revs
 }
 
 fn latest(c: &Cluster, release: &str) -> (u32, String) {

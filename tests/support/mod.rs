@@ -583,3 +583,107 @@ pub fn json_of(out: &assert_cmd::assert::Assert) -> Value {
         )
     })
 }
+
+/// The folder of a demo chart set (`sandbox/charts/<set>`), as upgrade's
+/// `--charts` takes it.
+pub fn demo_charts(set: &str) -> String {
+    workspace()
+        .join("sandbox/charts")
+        .join(set)
+        .display()
+        .to_string()
+}
+
+/// The demo OpenBao's root token, as the sandbox kept it.
+pub fn bao_root_token(c: &Cluster) -> String {
+    let root = c
+        .sandbox
+        .shared()
+        .container_dir("kleidia", "kleidia-platform-openbao-0", "openbao")
+        .join("root");
+    kleidia_sandbox::runtimes::openbao::root_token_at(&root)
+        .expect("the sandbox kept the root token")
+}
+
+/// `kubectl-kleidia` against cluster `c` with `helm` as HELM_BIN and
+/// helm's own folders in `home`.
+pub fn kleidia_on(c: &Cluster, helm: &Path, home: &Path) -> assert_cmd::Command {
+    let mut cmd = plugin("kubectl-kleidia");
+    cmd.env("KUBECONFIG", c.kubeconfig())
+        .env("HELM_BIN", helm)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .timeout(Duration::from_secs(600));
+    cmd
+}
+
+/// What a finished command printed: (stdout, stderr).
+pub fn outputs(a: &assert_cmd::assert::Assert) -> (String, String) {
+    let o = a.get_output();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A release's revisions and their statuses in namespace `kleidia`, oldest
+/// first, from helm's own records read with real kubectl.
+pub fn release_revisions(c: &Cluster, release: &str) -> Vec<(u32, String)> {
+    let out = kubectl(
+        c.kubeconfig(),
+        &[
+            "get",
+            "secrets",
+            "-n",
+            "kleidia",
+            "-l",
+            &format!("owner=helm,name={release}"),
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut revs: Vec<(u32, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let l = &s["metadata"]["labels"];
+            (
+                l["version"].as_str().unwrap().parse().unwrap(),
+                l["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    revs.sort();
+    revs
+}
+
+/// The names of the backend pods of services release `release`, sorted.
+pub fn backend_pods(c: &Cluster, release: &str) -> Vec<String> {
+    let out = kubectl(
+        c.kubeconfig(),
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kleidia",
+            "-l",
+            &format!("app.kubernetes.io/instance={release},app.kubernetes.io/name=backend"),
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
