@@ -174,6 +174,37 @@ pub fn write_machine<T: Serialize>(
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
+/// An operator's answer to a yes/no question before a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// `--yes`, or "y"/"yes" typed.
+    Yes,
+    No,
+    /// Not asked: stdin is no terminal and `--yes` was not given.
+    NoTerminal,
+}
+
+/// Asks `question` (ending in `[y/N] `) on stderr and reads the answer
+/// from a terminal; `yes` (the `--yes` flag) answers without asking.
+pub fn confirm(yes: bool, question: &str) -> std::io::Result<Confirmation> {
+    if yes {
+        return Ok(Confirmation::Yes);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Ok(Confirmation::NoTerminal);
+    }
+    eprint!("{question}");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(
+        if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            Confirmation::Yes
+        } else {
+            Confirmation::No
+        },
+    )
+}
+
 pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {

@@ -4,7 +4,6 @@
 //! the same lock. The data layer is guarded; a release stuck pending is
 //! recovered only with `--recover`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -663,30 +662,21 @@ fn no_release(name: &str, ns: &str) -> Error {
 }
 
 fn confirm(args: &Args, steps: &[RollbackStep]) -> Result<(), Error> {
-    if args.yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage {
-            what: "refusing to roll back without confirmation".into(),
-            reason: "there is no terminal to ask on: review it with --dry-run and pass --yes"
-                .into(),
-        });
-    }
     let what: Vec<String> = steps
         .iter()
         .map(|s| format!("{} to revision {}", s.release, s.to_revision))
         .collect();
-    eprint!("Roll back {}? [y/N] ", what.join(", "));
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-        Ok(())
-    } else {
-        Err(Error::Usage {
+    match crate::report::confirm(args.yes, &format!("Roll back {}? [y/N] ", what.join(", ")))? {
+        crate::report::Confirmation::Yes => Ok(()),
+        crate::report::Confirmation::NoTerminal => Err(Error::Usage {
+            what: "refusing to roll back without confirmation".into(),
+            reason: "there is no terminal to ask on: review it with --dry-run and pass --yes"
+                .into(),
+        }),
+        crate::report::Confirmation::No => Err(Error::Usage {
             what: "rollback cancelled".into(),
             reason: "nothing was changed".into(),
-        })
+        }),
     }
 }
 

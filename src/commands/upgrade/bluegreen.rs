@@ -7,7 +7,6 @@
 //! (green uninstalled, blue untouched). Each takes the upgrade lock and is
 //! recorded in the history.
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
@@ -588,22 +587,13 @@ async fn changes(target: &Target, releases: &[(&String, Option<u32>)]) -> Vec<Re
 
 /// Asks on a terminal; refuses without one unless `--yes`.
 fn confirm(args: &Args, question: &str) -> Result<(), Error> {
-    if args.yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(usage(
+    match crate::report::confirm(args.yes, question)? {
+        crate::report::Confirmation::Yes => Ok(()),
+        crate::report::Confirmation::NoTerminal => Err(usage(
             "refusing to change releases without confirmation",
             "there is no terminal to ask on: review with --dry-run and pass --yes",
-        ));
-    }
-    eprint!("{question}");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-        Ok(())
-    } else {
-        Err(usage("cancelled", "nothing was changed"))
+        )),
+        crate::report::Confirmation::No => Err(usage("cancelled", "nothing was changed")),
     }
 }
 
@@ -757,24 +747,7 @@ fn render_result(
     writeln!(out, "{t}")?;
     if let Some(f) = &r.failure {
         writeln!(out, "\n{} {}", p.paint("failed:", Mark::Bad), f.message)?;
-        if let (Some(pod), Some(reason)) = (&f.pod, &f.reason) {
-            writeln!(out, "  pod {pod}: {reason}")?;
-        }
-        for e in &f.events {
-            writeln!(out, "  event: {e}")?;
-        }
-        if !f.log_tail.is_empty() {
-            writeln!(out, "  log tail:")?;
-            for l in &f.log_tail {
-                writeln!(out, "    {l}")?;
-            }
-        }
-        if !f.helm_tail.is_empty() {
-            writeln!(out, "  helm said:")?;
-            for l in &f.helm_tail {
-                writeln!(out, "    {l}")?;
-            }
-        }
+        super::render::failure_details(f, out)?;
     }
     if r.action == "start" && r.ok {
         writeln!(out, "\nswitch-over:")?;

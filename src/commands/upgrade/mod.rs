@@ -6,7 +6,6 @@
 mod bluegreen;
 mod render;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -595,31 +594,23 @@ fn usage_or_failure(e: crate::helm::cli::HelmCliError) -> Error {
 
 /// Asks on a terminal; refuses without one unless `--yes`.
 fn confirm(args: &Args, plan: &UpgradePlan) -> Result<(), Error> {
-    if args.yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage {
-            what: "refusing to upgrade without confirmation".into(),
-            reason: "there is no terminal to ask on: review the plan (--dry-run) and pass --yes"
-                .into(),
-        });
-    }
     let releases: Vec<&str> = plan.components.iter().map(|c| c.release.as_str()).collect();
-    eprint!(
+    let question = format!(
         "Upgrade {} in namespace {}? [y/N] ",
         releases.join(", "),
         plan.namespace
     );
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-        Ok(())
-    } else {
-        Err(Error::Usage {
+    match crate::report::confirm(args.yes, &question)? {
+        crate::report::Confirmation::Yes => Ok(()),
+        crate::report::Confirmation::NoTerminal => Err(Error::Usage {
+            what: "refusing to upgrade without confirmation".into(),
+            reason: "there is no terminal to ask on: review the plan (--dry-run) and pass --yes"
+                .into(),
+        }),
+        crate::report::Confirmation::No => Err(Error::Usage {
             what: "upgrade cancelled".into(),
             reason: "nothing was changed".into(),
-        })
+        }),
     }
 }
 

@@ -9,6 +9,7 @@ use comfy_table::Cell;
 use super::UpgradeReport;
 use crate::procedure::history::RunRecord;
 use crate::procedure::plan::UpgradePlan;
+use crate::procedure::run::StepFailure;
 use crate::report::{Mark, Painter, short_time};
 
 pub fn plan(
@@ -140,24 +141,7 @@ pub fn result(
             f.step,
             f.message
         )?;
-        if let (Some(pod), Some(reason)) = (&f.pod, &f.reason) {
-            writeln!(out, "  pod {pod}: {reason}")?;
-        }
-        for e in &f.events {
-            writeln!(out, "  event: {e}")?;
-        }
-        if !f.log_tail.is_empty() {
-            writeln!(out, "  log tail:")?;
-            for l in &f.log_tail {
-                writeln!(out, "    {l}")?;
-            }
-        }
-        if !f.helm_tail.is_empty() {
-            writeln!(out, "  helm said:")?;
-            for l in &f.helm_tail {
-                writeln!(out, "    {l}")?;
-            }
-        }
+        failure_details(f, out)?;
     }
     if !o.rollbacks.is_empty() {
         writeln!(out, "\nafter the failure:")?;
@@ -188,6 +172,30 @@ pub fn result(
             )
         };
         writeln!(out, "\nnext: {next}")?;
+    }
+    Ok(())
+}
+
+/// The failing pod and its reason, its events, its log tail and what helm
+/// said, indented under the failure's headline.
+pub fn failure_details(f: &StepFailure, out: &mut dyn Write) -> std::io::Result<()> {
+    if let (Some(pod), Some(reason)) = (&f.pod, &f.reason) {
+        writeln!(out, "  pod {pod}: {reason}")?;
+    }
+    for e in &f.events {
+        writeln!(out, "  event: {e}")?;
+    }
+    if !f.log_tail.is_empty() {
+        writeln!(out, "  log tail:")?;
+        for l in &f.log_tail {
+            writeln!(out, "    {l}")?;
+        }
+    }
+    if !f.helm_tail.is_empty() {
+        writeln!(out, "  helm said:")?;
+        for l in &f.helm_tail {
+            writeln!(out, "    {l}")?;
+        }
     }
     Ok(())
 }
