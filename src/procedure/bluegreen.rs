@@ -185,7 +185,7 @@ pub enum PortError {
     },
     #[error("NodePort {port} is outside the range {}-{}", NODE_PORT_RANGE.start(), NODE_PORT_RANGE.end())]
     OutOfRange { port: u16 },
-    #[error("--green-ports gives {given} ports, but the chart sets {wanted} ({paths})")]
+    #[error("--green-ports gives {given} port(s), but the chart sets {wanted} ({paths})")]
     Count {
         given: usize,
         wanted: usize,

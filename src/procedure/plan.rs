@@ -212,6 +212,9 @@ pub fn chart_dir(
     ];
     for name in names.into_iter().flatten().filter(|n| !n.is_empty()) {
         let dir = charts.join(&name);
+        if looked.contains(&dir.display().to_string()) {
+            continue;
+        }
         if dir.join("Chart.yaml").is_file() {
             return Ok(dir);
         }
