@@ -450,7 +450,7 @@ async fn migrate(
             reason: e.to_string(),
         })?;
     messages.note(&format!("running {shown}"));
-    let result = stream(target, chosen, &command).await;
+    let result = until_second_signal(stream(target, chosen, &command), &chosen.pod, messages).await;
     if let Err(e) = lock.release().await {
         messages.warning(&format!(
             "the lock could not be released ({e}); it expires by itself after {}s",
@@ -477,6 +477,42 @@ async fn migrate(
             "migrate in pod {} {how} (its output is above); `{inv} migrate --status -n {ns}` shows every backend pod's migration lines and the applied versions",
             chosen.pod
         )))
+    }
+}
+
+/// Runs `work` to its end through a first SIGINT/SIGTERM (a migration
+/// stopped half-way is worse than one waited for: the message says so); a
+/// second one stops waiting, releasing the lock, while the migration goes
+/// on in the pod.
+async fn until_second_signal<T>(
+    work: impl std::future::Future<Output = Result<T, Error>>,
+    pod: &str,
+    messages: crate::report::Messages,
+) -> Result<T, Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if warned {
+            return Err(Error::Failed(format!(
+                "stopped waiting for the migration in pod {pod}; it may still be running there: check with `migrate --status` before running it again"
+            )));
+        }
+        messages.warning(&format!(
+            "the migration in pod {pod} keeps running: stopping it half-way could leave the schema between versions. Waiting for it; interrupt again to stop waiting (the migration goes on in the pod)"
+        ));
+        warned = true;
     }
 }
 
