@@ -21,6 +21,9 @@ use crate::topology::{Component, ManifestObject, image_name};
 /// `None` without `--charts`.
 pub async fn plan(cx: &Context<'_>) -> Option<Result<UpgradePlan, String>> {
     let charts = cx.options.charts.as_ref()?;
+    if let Some(plan) = &cx.options.plan {
+        return Some(Ok(plan.clone()));
+    }
     let components: Vec<Component> = Component::ALL
         .into_iter()
         .filter(|c| cx.options.components.is_empty() || cx.options.components.contains(c))

@@ -182,6 +182,10 @@ pub struct Options {
     /// services alone for a blue-green upgrade); empty: all three. The
     /// `--charts` checks look at these only.
     pub components: Vec<crate::topology::Component>,
+    /// The upgrade's own plan of the same charts and values, when the
+    /// checks run inside `upgrade`: the `--charts` checks use it instead of
+    /// rendering the charts again.
+    pub plan: Option<crate::procedure::plan::UpgradePlan>,
 }
 
 /// Everything the checks look at, gathered once.

@@ -53,6 +53,7 @@ impl Args {
             invocation,
             backup_follows: false,
             components: Vec::new(),
+            plan: None,
         }
     }
 }

@@ -223,7 +223,7 @@ pub async fn start(session: &Session, target: &Target, args: &Args) -> Result<u8
     let signals = tokio::spawn(watch_signals(stop_tx, messages));
     let _ = history::record(&target.client, &target.api(), &ns, &record).await;
     let result: Result<(), Error> = async {
-        let prepared = prepare(target, args, &mut record, &stop_rx, messages).await?;
+        let prepared = prepare(target, args, &plan, &mut record, &stop_rx, messages).await?;
         report.preflight = prepared.preflight;
         report.backup = prepared.backup;
         let start_from = match (args.values_from, &report.backup) {

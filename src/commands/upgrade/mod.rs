@@ -356,7 +356,7 @@ async fn locked(
         ok: false,
     };
     let _ = history::record(&target.client, &target.api(), &target.namespace, record).await;
-    let prepared = prepare(target, args, record, &stop, messages).await?;
+    let prepared = prepare(target, args, plan, record, &stop, messages).await?;
     report.preflight = prepared.preflight;
     report.backup = prepared.backup;
     let survey = prepared.survey;
@@ -429,6 +429,7 @@ pub(crate) struct Prepared {
 pub(crate) async fn prepare(
     target: &Target,
     args: &Args,
+    plan: &UpgradePlan,
     record: &mut RunRecord,
     stop: &watch::Receiver<bool>,
     messages: Messages,
@@ -457,6 +458,7 @@ pub(crate) async fn prepare(
             } else {
                 args.only.clone()
             },
+            plan: Some(plan.clone()),
         };
         let cx = checks::Context {
             target,
