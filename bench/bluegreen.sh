@@ -19,22 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 
-scripts/setup
-cargo build --quiet --bin kubectl-kleidia && cargo build --quiet -p kleidia-sandbox --bin kleidia-sandbox
-ours="$PWD/target/debug/kubectl-kleidia"
-sandbox="$PWD/target/debug/kleidia-sandbox"
-helm="$PWD/.venv/helm-v4/helm"
-kubectl="$PWD/.venv/bin/kubectl"
-charts="$PWD/sandbox/charts"
-
-work=$(mktemp -d /tmp/kleidia-bench-bluegreen-XXXXXX)
-chmod 700 "$work"
-cleanup() {
-  "$sandbox" down --dir "$work/sb" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export HELM_CACHE_HOME="$work/helm/cache" HELM_CONFIG_HOME="$work/helm/config" HELM_DATA_HOME="$work/helm/data"
+# shellcheck source=bench/common.sh
+. bench/common.sh
+bench_setup bluegreen
 "$sandbox" up --dir "$work/sb" --detach --helm "$helm" >"$work/sb.env"
 # shellcheck disable=SC1090
 . "$work/sb.env"

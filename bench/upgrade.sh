@@ -19,22 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-1}
 
-scripts/setup
-cargo build --quiet --bin kubectl-kleidia && cargo build --quiet -p kleidia-sandbox --bin kleidia-sandbox
-ours="$PWD/target/debug/kubectl-kleidia"
-sandbox="$PWD/target/debug/kleidia-sandbox"
-helm="$PWD/.venv/helm-v4/helm"
-kubectl="$PWD/.venv/bin/kubectl"
-charts="$PWD/sandbox/charts"
-
-work=$(mktemp -d /tmp/kleidia-bench-upgrade-XXXXXX)
-chmod 700 "$work"
-cleanup() {
-  for d in "$work"/sb-*; do [ -d "$d" ] && "$sandbox" down --dir "$d" >/dev/null 2>&1 || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export HELM_CACHE_HOME="$work/helm/cache" HELM_CONFIG_HOME="$work/helm/config" HELM_DATA_HOME="$work/helm/data"
+# shellcheck source=bench/common.sh
+. bench/common.sh
+bench_setup upgrade
 
 up() { # <dir>: a sandbox with the demo installed by Helm 4; exports its env
   "$sandbox" up --dir "$1" --detach --helm "$helm" >"$1.env"
