@@ -609,14 +609,11 @@ impl ClusterSources<'_> {
             + serde::de::DeserializeOwned,
         K::DynamicType: Default,
     {
-        let api: Api<K> = Api::namespaced(self.target.client.clone(), self.ns());
-        api.get(name).await.map_err(|e| {
-            cluster_error(ClusterError::from_kube(
-                e,
-                &self.api,
-                &format!("get {plural} in namespace {}", self.ns()),
-                &format!("{plural} {}/{name}", self.ns()),
-            ))
+        self.find_object(name, plural).await?.ok_or_else(|| {
+            cluster_error(ClusterError::NotFound {
+                object: format!("{plural} {}/{name}", self.ns()),
+                action: format!("get {plural} in namespace {}", self.ns()),
+            })
         })
     }
 
